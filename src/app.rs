@@ -1,0 +1,285 @@
+//! Building and running the server: data directory, start-up migrations, the actix `App`, and
+//! graceful shutdown.
+//!
+//! Start-up order: lock the data directory (one server per directory) → migrate `system.db` → record
+//! the start → migrate every tenant database → bind → mark ready → notify systemd. Shutdown, on the
+//! future passed to [`serve`] (SIGTERM/SIGINT in production): mark not ready (`/readyz` answers 503),
+//! stop accepting, let in-flight requests finish within `shutdown_timeout_secs`, then checkpoint and
+//! close every database.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Compress, DefaultHeaders};
+use actix_web::{web, App, HttpServer};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::config::{Config, ConfigError};
+use crate::db::system::{migrate_system, SystemDb};
+use crate::db::{DbError, DbOptions};
+use crate::state::AppState;
+use crate::tenancy::{migrate_all_tenants, TenantError, TenantRegistry};
+
+/// The Content-Security-Policy of every response: the UI loads nothing from elsewhere and runs no inline code.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+    frame-ancestors 'none'; form-action 'self'";
+
+/// Why the server (or a command) could not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("data directory {path} is not usable: {detail}")]
+    DataDir { path: PathBuf, detail: String },
+    #[error("data directory {path} is in use by another Enclave process (lock file {lock}); stop it first")]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("cannot listen on {addr}: {detail}")]
+    Bind { addr: String, detail: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Creates the data directory (mode 0750) if needed and checks that it is a writable directory.
+pub fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let fail = |detail: String| StartupError::DataDir {
+        path: dir.to_path_buf(),
+        detail,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(fail("it exists but is not a directory".into()));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .map_err(|e| fail(format!("cannot create it: {e}")))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(|e| fail(format!("it is not writable: {e}")))?;
+    std::fs::remove_file(&probe).map_err(|e| fail(format!("it is not writable: {e}")))?;
+    Ok(())
+}
+
+/// An exclusive lock on the data directory, held for the life of the process.
+pub struct DataDirLock {
+    _lock: Flock<std::fs::File>,
+}
+
+/// Takes the data directory's lock, failing at once if another process holds it.
+pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, StartupError> {
+    let path = dir.join("enclave.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StartupError::DataDir {
+            path: dir.to_path_buf(),
+            detail: format!("cannot open lock file {}: {e}", path.display()),
+        })?;
+    let lock =
+        Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| StartupError::Locked {
+            path: dir.to_path_buf(),
+            lock: path.clone(),
+        })?;
+    Ok(DataDirLock { _lock: lock })
+}
+
+/// The database options the configuration asks for.
+pub fn db_options(config: &Config) -> DbOptions {
+    DbOptions::new(
+        config.storage.busy_timeout_ms,
+        config.storage.tenant_pool_size,
+    )
+}
+
+/// Prepares everything the server needs before it binds: see the module doc for the order.
+pub fn prepare(config: Config) -> Result<(AppState, DataDirLock), StartupError> {
+    let data_dir = config.storage.data_dir.clone();
+    prepare_data_dir(&data_dir)?;
+    let lock = lock_data_dir(&data_dir)?;
+    let options = db_options(&config);
+    let report = migrate_system(&data_dir, &options, false)?;
+    for (version, name) in &report.applied {
+        tracing::info!(version, name = %name, "system migration applied");
+    }
+    let system = Arc::new(SystemDb::open(&data_dir, &options)?);
+    let instance = system.record_start()?;
+    let tenants = system.list_tenants()?;
+    let reports = migrate_all_tenants(&data_dir, &tenants, &options, false)?;
+    let migrated = reports
+        .iter()
+        .filter(|(_, r)| !r.applied.is_empty())
+        .count();
+    tracing::info!(
+        tenants = tenants.len(),
+        migrated,
+        "tenant databases checked"
+    );
+    let registry = Arc::new(TenantRegistry::new(
+        data_dir,
+        system.clone(),
+        options,
+        config.storage.max_open_tenant_pools,
+    ));
+    Ok((
+        AppState::new(Arc::new(config), system, registry, instance),
+        lock,
+    ))
+}
+
+/// The actix application: state, extractor limits, middleware, API routes and UI.
+pub fn create_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (json, payload, path, query) =
+        crate::http::extractor_configs(state.config.server.max_body_bytes);
+    let security_headers = DefaultHeaders::new()
+        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add((
+            "Permissions-Policy",
+            "camera=(), microphone=(), geolocation=()",
+        ));
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(json)
+        .app_data(payload)
+        .app_data(path)
+        .app_data(query)
+        .wrap(Compress::default())
+        .wrap(security_headers)
+        .wrap(from_fn(crate::telemetry::observe_request))
+        .configure(crate::http::configure)
+        .configure(crate::ui::configure)
+        .default_service(web::to(crate::ui::fallback))
+}
+
+/// Binds the configured address with a clear error when it is taken or not allowed.
+pub fn bind(config: &Config) -> Result<TcpListener, StartupError> {
+    let addr = config.listen_addr()?;
+    TcpListener::bind(addr).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "the address is already in use (another Enclave or another program); choose another with --listen or ENCLAVE_LISTEN"
+                    .to_string()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges); use a port above 1024".to_string()
+            }
+            _ => e.to_string(),
+        };
+        StartupError::Bind {
+            addr: addr.to_string(),
+            detail: hint,
+        }
+    })
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then drains and closes everything.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + 'static,
+) -> Result<(), StartupError> {
+    let local = listener.local_addr()?;
+    let workers = match state.config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, usize::from),
+        n => n,
+    };
+    let app_state = state.clone();
+    let server = HttpServer::new(move || create_app(app_state.clone()))
+        .workers(workers)
+        .shutdown_timeout(state.config.server.shutdown_timeout_secs)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    let handle = server.handle();
+    state.set_ready(true);
+
+    let url = format!("http://{local}/");
+    println!("Enclave is listening on {url}");
+    tracing::info!(%url, version = crate::VERSION, data_dir = %state.config.storage.data_dir.display(), "server started");
+    crate::notify::ready(&format!("listening on {url}"));
+
+    let watchdog_state = state.clone();
+    let watchdog = crate::notify::watchdog_interval().map(|every| {
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let system = watchdog_state.system.clone();
+                // Ping only while the system database answers: a wedged server gets restarted.
+                if matches!(
+                    tokio::task::spawn_blocking(move || system.ping()).await,
+                    Ok(Ok(()))
+                ) {
+                    crate::notify::watchdog_ping();
+                }
+            }
+        })
+    });
+
+    let stopping_state = state.clone();
+    actix_web::rt::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: finishing in-flight requests");
+        stopping_state.set_ready(false);
+        crate::notify::stopping();
+        handle.stop(true).await;
+    });
+
+    server.await?;
+    if let Some(task) = watchdog {
+        task.abort();
+    }
+    state.set_ready(false);
+    let closing = state.clone();
+    tokio::task::spawn_blocking(move || {
+        closing.tenants.close_all();
+        if let Err(e) = closing.system.db.checkpoint() {
+            tracing::warn!(error = %e, "checkpoint of system.db at shutdown failed");
+        }
+    })
+    .await
+    .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
+    tracing::info!("server stopped cleanly");
+    Ok(())
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,386 @@
+//! The command line: `enclave serve | init | migrate | doctor | version | tenant create|list`.
+//!
+//! Each command loads the configuration the same way (see [`crate::config`]), so `--config`,
+//! `--data-dir` and the `ENCLAVE_*` variables mean the same thing everywhere.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, StartupError};
+use crate::config::{self, Config, FlagOverrides, LoadedConfig, LogFormat};
+use crate::db::system::{list_tenants, migrate_system, system_db_path, SystemDb};
+use crate::db::{open_connection, OpenMode};
+use crate::tenancy::{create_tenant, migrate_all_tenants, TenantId};
+
+/// Enclave: a private AI platform for your own network, in one binary.
+///
+/// Start with `enclave serve` (or `enclave init` to write a commented config file first), then open
+/// the printed URL in a browser. Settings come from built-in defaults, then the config file, then
+/// ENCLAVE_* environment variables, then flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "enclave",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command understands.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file to read [default: ./enclave.toml if it exists; the service uses /etc/enclave/enclave.toml]
+    #[arg(long, global = true, env = config::env::CONFIG, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (databases, tenant files, models) [default: ./data]
+    #[arg(long, global = true, env = config::env::DATA_DIR, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log level or filter, e.g. `info` or `info,enclave=debug` [default: info]
+    #[arg(long, global = true, env = config::env::LOG_LEVEL, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: `pretty` for a terminal, `json` for log collectors [default: pretty]
+    #[arg(long, global = true, env = config::env::LOG_FORMAT, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (migrates databases first). Stops gracefully on SIGTERM or Ctrl-C.
+    Serve {
+        /// Address and port to listen on, e.g. 0.0.0.0:8080 [default: 127.0.0.1:8080]
+        #[arg(long, env = config::env::LISTEN, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Create the data directory and its database, and write a commented config file.
+    Init {
+        /// Where to write the config file [default: the --config path, else ./enclave.toml]
+        #[arg(long, value_name = "FILE")]
+        config_out: Option<PathBuf>,
+        /// Overwrite an existing config file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Apply pending database migrations to system.db and every tenant database.
+    ///
+    /// The server does this at start-up too; run it by hand to see what an upgrade will change.
+    /// Stop the server first: migrate takes the data directory's lock.
+    Migrate {
+        /// Only list the migrations that would run.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the installation (data directory, database integrity, models, disk, clock).
+    ///
+    /// Exits non-zero when a check fails. Read-only; safe while the server runs.
+    Doctor,
+    /// Print the version and the database schema versions this binary supports.
+    Version,
+    /// Manage tenants (each tenant has its own database under <data>/tenants/<id>/).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant. Works while the server runs.
+    Create {
+        /// Display name, e.g. "Acme Corp"
+        name: String,
+        /// Tenant id (2-63 of a-z, 0-9, -) [default: derived from the name, e.g. acme-corp]
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List tenants.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+// Domain errors reach the user through `StartupError`, whose messages say what to fix.
+macro_rules! via_startup_error {
+    ($($t:ty),+) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> Self {
+                CliError::Startup(StartupError::from(e))
+            }
+        }
+    )+};
+}
+via_startup_error!(
+    crate::config::ConfigError,
+    crate::db::DbError,
+    crate::tenancy::TenantError,
+    std::io::Error
+);
+
+impl Cli {
+    fn load_config(&self, listen: Option<String>) -> Result<LoadedConfig, CliError> {
+        let flags = FlagOverrides {
+            data_dir: self.global.data_dir.clone(),
+            listen,
+            log_level: self.global.log_level.clone(),
+            log_format: self.global.log_format,
+        };
+        Ok(Config::load_from_process(
+            self.global.config.as_deref(),
+            &flags,
+        )?)
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match &cli.command {
+        Command::Serve { listen } => serve(cli.load_config(listen.clone())?),
+        Command::Init { config_out, force } => {
+            let out = config_out
+                .clone()
+                .or_else(|| cli.global.config.clone())
+                .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_FILE));
+            init(&cli, &out, *force)
+        }
+        Command::Migrate { dry_run } => migrate(cli.load_config(None)?, *dry_run),
+        Command::Doctor => {
+            let loaded = cli.load_config(None)?;
+            init_cli_logging(&loaded);
+            let checks = crate::doctor::run(&loaded.config, loaded.file.as_deref());
+            let failed = crate::doctor::print(&checks);
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Version => {
+            version();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tenant(TenantCommand::Create { name, id }) => {
+            tenant_create(cli.load_config(None)?, name, id.as_deref())
+        }
+        Command::Tenant(TenantCommand::List { json }) => tenant_list(cli.load_config(None)?, *json),
+    }
+}
+
+fn init_cli_logging(loaded: &LoadedConfig) {
+    // Commands other than serve log warnings only, unless asked for more.
+    let level = if loaded.config.log.level == "info" {
+        "warn"
+    } else {
+        &loaded.config.log.level
+    };
+    crate::telemetry::init(level, loaded.config.log.format);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+}
+
+fn serve(loaded: LoadedConfig) -> Result<ExitCode, CliError> {
+    crate::telemetry::init(&loaded.config.log.level, loaded.config.log.format);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    match &loaded.file {
+        Some(f) => tracing::info!(file = %f.display(), "configuration loaded"),
+        None => tracing::info!("no config file; using embedded defaults and environment"),
+    }
+    let listener = app::bind(&loaded.config)?;
+    let (state, _lock) = app::prepare(loaded.config)?;
+    actix_web::rt::System::new().block_on(app::serve(
+        listener,
+        state,
+        app::termination_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init(cli: &Cli, out: &std::path::Path, force: bool) -> Result<ExitCode, CliError> {
+    if out.exists() && !force {
+        return Err(CliError::Usage(format!(
+            "{} already exists; use --force to overwrite it",
+            out.display()
+        )));
+    }
+    // The data directory comes from flags/env/defaults, not from the file being written.
+    let flags = FlagOverrides {
+        data_dir: cli.global.data_dir.clone(),
+        ..Default::default()
+    };
+    let loaded = Config::load(
+        None,
+        &flags,
+        &|name| std::env::var(name).ok(),
+        std::iter::empty(),
+    )?;
+    init_cli_logging(&loaded);
+    let data_dir = &loaded.config.storage.data_dir;
+    app::prepare_data_dir(data_dir)?;
+    let _lock = app::lock_data_dir(data_dir)?;
+    migrate_system(data_dir, &app::db_options(&loaded.config), false)?;
+    let mut text = config::SAMPLE_CONFIG.to_string();
+    if flags.data_dir.is_some() || std::env::var_os(config::env::DATA_DIR).is_some() {
+        text = text.replace(
+            "# data_dir = \"./data\"",
+            &format!("data_dir = {:?}", data_dir.display().to_string()),
+        );
+    }
+    std::fs::write(out, text).map_err(StartupError::Io)?;
+    println!(
+        "Wrote {} (every setting commented, with its default).",
+        out.display()
+    );
+    println!("Data directory {} is ready.", data_dir.display());
+    println!("Next: `enclave serve --config {}`", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(label: &str, report: &crate::db::migrate::MigrationReport, dry_run: bool) {
+    if report.applied.is_empty() {
+        println!("{label}: schema {} is current", report.from);
+        return;
+    }
+    let verb = if dry_run { "would apply" } else { "applied" };
+    for (version, name) in &report.applied {
+        println!("{label}: {verb} {version:04}_{name}");
+    }
+}
+
+fn migrate(loaded: LoadedConfig, dry_run: bool) -> Result<ExitCode, CliError> {
+    init_cli_logging(&loaded);
+    let config = &loaded.config;
+    let data_dir = &config.storage.data_dir;
+    let options = app::db_options(config);
+    let _lock = if dry_run {
+        None
+    } else {
+        app::prepare_data_dir(data_dir)?;
+        Some(app::lock_data_dir(data_dir)?)
+    };
+    let report = migrate_system(data_dir, &options, dry_run)?;
+    print_report("system.db", &report, dry_run);
+    if !system_db_path(data_dir).exists() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let conn = open_connection(
+        &system_db_path(data_dir),
+        OpenMode::MustExist,
+        options.busy_timeout,
+    )?;
+    let tenants = list_tenants(&conn).map_err(crate::db::DbError::from)?;
+    drop(conn);
+    let reports = migrate_all_tenants(data_dir, &tenants, &options, dry_run)?;
+    let mut current = 0;
+    for (id, report) in &reports {
+        if report.applied.is_empty() {
+            current += 1;
+        } else {
+            print_report(&format!("tenant {id}"), report, dry_run);
+        }
+    }
+    println!(
+        "{} tenant database(s): {current} already current",
+        reports.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn version() {
+    let system = crate::db::migrate::MigrationSet::system()
+        .map(|s| s.latest())
+        .unwrap_or(0);
+    let tenant = crate::db::migrate::MigrationSet::tenant()
+        .map(|s| s.latest())
+        .unwrap_or(0);
+    println!("enclave {}", crate::VERSION);
+    println!("schema: system {system}, tenant {tenant}");
+    println!(
+        "target: {}-{}",
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    );
+}
+
+fn open_system_for_cli(config: &Config) -> Result<SystemDb, CliError> {
+    let data_dir = &config.storage.data_dir;
+    if !system_db_path(data_dir).exists() {
+        return Err(CliError::Usage(format!(
+            "no Enclave data in {}: run `enclave init` or start the server once (or pass --data-dir)",
+            data_dir.display()
+        )));
+    }
+    let options = app::db_options(config);
+    let system = SystemDb::open(data_dir, &options)?;
+    // Refuse to work on a schema this binary does not know.
+    let set = crate::db::migrate::MigrationSet::system().map_err(crate::db::DbError::from)?;
+    let path = system_db_path(data_dir);
+    let conn = open_connection(&path, OpenMode::MustExist, options.busy_timeout)?;
+    if !set
+        .pending(&conn, &path)
+        .map_err(crate::db::DbError::from)?
+        .is_empty()
+    {
+        return Err(CliError::Usage(format!(
+            "{} needs migrations first: run `enclave migrate`",
+            path.display()
+        )));
+    }
+    Ok(system)
+}
+
+fn tenant_create(loaded: LoadedConfig, name: &str, id: Option<&str>) -> Result<ExitCode, CliError> {
+    init_cli_logging(&loaded);
+    let config = &loaded.config;
+    let system = open_system_for_cli(config)?;
+    let id = match id {
+        Some(id) => TenantId::parse(id)?,
+        None => TenantId::from_name(name)?,
+    };
+    let record = create_tenant(
+        &system,
+        &config.storage.data_dir,
+        &id,
+        name,
+        &app::db_options(config),
+    )?;
+    println!("Created tenant {} ({})", record.id, record.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tenant_list(loaded: LoadedConfig, json: bool) -> Result<ExitCode, CliError> {
+    init_cli_logging(&loaded);
+    let system = open_system_for_cli(&loaded.config)?;
+    let tenants = system.list_tenants()?;
+    if json {
+        let text =
+            serde_json::to_string_pretty(&tenants).map_err(|e| CliError::Usage(e.to_string()))?;
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<24} {:<10} {:<22} NAME", "ID", "STATUS", "CREATED");
+    for t in &tenants {
+        println!(
+            "{:<24} {:<10} {:<22} {}",
+            t.id, t.status, t.created_at, t.name
+        );
+    }
+    println!("{} tenant(s)", tenants.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,405 @@
+//! Embedded, ordered SQL migrations for the system database and for every tenant database.
+//!
+//! Files live in `migrations/system/` and `migrations/tenant/` as `NNNN_description.sql`, numbered from
+//! 0001 without gaps, and are compiled into the binary. Rules:
+//! - Each migration runs in its own `BEGIN IMMEDIATE` transaction together with the bump of
+//!   `PRAGMA user_version` and a row in `_migrations` (version, name, SHA-256, app version, time).
+//!   A migration that fails leaves the database exactly as it was before that migration.
+//! - A database whose `user_version` is newer than this binary knows is refused with a clear message:
+//!   no silent downgrade.
+//! - Migrations are append-only: a file already applied whose text changed is reported, not re-run.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use ring::digest;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rust_embed::RustEmbed;
+
+#[derive(RustEmbed)]
+#[folder = "migrations/system/"]
+#[include = "*.sql"]
+struct SystemFiles;
+
+#[derive(RustEmbed)]
+#[folder = "migrations/tenant/"]
+#[include = "*.sql"]
+struct TenantFiles;
+
+/// One migration step.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: u32,
+    pub name: String,
+    pub sql: Cow<'static, str>,
+}
+
+impl Migration {
+    fn checksum(&self) -> String {
+        hex::encode(digest::digest(&digest::SHA256, self.sql.as_bytes()))
+    }
+}
+
+/// Why migrating failed. Each message names the database.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(
+        "database {db} has schema version {found}, but this Enclave {app} knows {kind} schema versions up to {supported}; \
+         run the newer Enclave that wrote it, or restore a backup taken before the upgrade"
+    )]
+    SchemaTooNew {
+        db: String,
+        kind: &'static str,
+        found: u32,
+        supported: u32,
+        app: &'static str,
+    },
+    #[error(
+        "{kind} migration {version:04} ({name}) failed on database {db}; the database was left unchanged at version {at}: {cause}"
+    )]
+    Failed {
+        db: String,
+        kind: &'static str,
+        version: u32,
+        name: String,
+        at: u32,
+        cause: String,
+    },
+    #[error(
+        "database {db}: {kind} migration {version:04} was applied with different SQL than this binary carries; migrations are append-only"
+    )]
+    Changed {
+        db: String,
+        kind: &'static str,
+        version: u32,
+    },
+    #[error("database {db}: cannot read its schema version: {cause}")]
+    Unreadable { db: String, cause: String },
+    #[error("embedded {kind} migrations are malformed: {detail}")]
+    BadSet { kind: &'static str, detail: String },
+}
+
+/// An ordered set of migrations for one kind of database.
+#[derive(Debug, Clone)]
+pub struct MigrationSet {
+    kind: &'static str,
+    migrations: Vec<Migration>,
+}
+
+/// What [`MigrationSet::apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub from: u32,
+    pub to: u32,
+    pub applied: Vec<(u32, String)>,
+}
+
+impl MigrationSet {
+    /// The migrations of `system.db`.
+    pub fn system() -> Result<MigrationSet, MigrateError> {
+        Self::from_embedded::<SystemFiles>("system")
+    }
+
+    /// The migrations of every `tenant.db`.
+    pub fn tenant() -> Result<MigrationSet, MigrateError> {
+        Self::from_embedded::<TenantFiles>("tenant")
+    }
+
+    fn from_embedded<F: RustEmbed>(kind: &'static str) -> Result<MigrationSet, MigrateError> {
+        let mut migrations = Vec::new();
+        for file in F::iter() {
+            let bad = |detail: String| MigrateError::BadSet { kind, detail };
+            let (number, rest) = file
+                .split_once('_')
+                .ok_or_else(|| bad(format!("{file}: expected NNNN_name.sql")))?;
+            let version: u32 = number
+                .parse()
+                .map_err(|_| bad(format!("{file}: expected a number before '_'")))?;
+            let content = F::get(&file).ok_or_else(|| bad(format!("{file}: missing")))?;
+            let sql = String::from_utf8(content.data.into_owned())
+                .map_err(|_| bad(format!("{file}: not UTF-8")))?;
+            migrations.push(Migration {
+                version,
+                name: rest.trim_end_matches(".sql").to_string(),
+                sql: Cow::Owned(sql),
+            });
+        }
+        Self::from_parts(kind, migrations)
+    }
+
+    /// Builds a set from explicit steps (tests use this to exercise failures). Versions must run 1..=N.
+    pub fn from_parts(
+        kind: &'static str,
+        mut migrations: Vec<Migration>,
+    ) -> Result<MigrationSet, MigrateError> {
+        migrations.sort_by_key(|m| m.version);
+        for (index, m) in migrations.iter().enumerate() {
+            let expected = index as u32 + 1;
+            if m.version != expected {
+                return Err(MigrateError::BadSet {
+                    kind,
+                    detail: format!("expected version {expected:04}, found {:04}", m.version),
+                });
+            }
+        }
+        Ok(MigrationSet { kind, migrations })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The schema version this binary brings a database to.
+    pub fn latest(&self) -> u32 {
+        self.migrations.len() as u32
+    }
+
+    /// The version a database is at now.
+    pub fn current_version(conn: &Connection, db: &str) -> Result<u32, MigrateError> {
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map(|v| v.max(0) as u32)
+            .map_err(|e| MigrateError::Unreadable {
+                db: db.to_string(),
+                cause: e.to_string(),
+            })
+    }
+
+    /// The migrations a database still needs, after checking it is not newer than this binary and
+    /// that the steps it already has match the ones embedded here.
+    pub fn pending(&self, conn: &Connection, db: &Path) -> Result<Vec<&Migration>, MigrateError> {
+        let db_name = db.display().to_string();
+        let current = Self::current_version(conn, &db_name)?;
+        if current > self.latest() {
+            return Err(MigrateError::SchemaTooNew {
+                db: db_name,
+                kind: self.kind,
+                found: current,
+                supported: self.latest(),
+                app: crate::VERSION,
+            });
+        }
+        self.check_applied_unchanged(conn, &db_name, current)?;
+        Ok(self.migrations[current as usize..].iter().collect())
+    }
+
+    fn check_applied_unchanged(
+        &self,
+        conn: &Connection,
+        db: &str,
+        current: u32,
+    ) -> Result<(), MigrateError> {
+        let has_table: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| MigrateError::Unreadable {
+                db: db.to_string(),
+                cause: e.to_string(),
+            })?;
+        if !has_table {
+            return Ok(());
+        }
+        for m in &self.migrations[..current as usize] {
+            let stored: Option<String> = conn
+                .query_row(
+                    "SELECT sha256 FROM _migrations WHERE version = ?1",
+                    [m.version],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| MigrateError::Unreadable {
+                    db: db.to_string(),
+                    cause: e.to_string(),
+                })?;
+            if stored.is_some_and(|s| s != m.checksum()) {
+                return Err(MigrateError::Changed {
+                    db: db.to_string(),
+                    kind: self.kind,
+                    version: m.version,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the database to [`Self::latest`], one transaction per step. Re-running is a no-op.
+    pub fn apply(&self, conn: &mut Connection, db: &Path) -> Result<MigrationReport, MigrateError> {
+        let db_name = db.display().to_string();
+        let from = Self::current_version(conn, &db_name)?;
+        let pending: Vec<Migration> = self.pending(conn, db)?.into_iter().cloned().collect();
+        let mut applied = Vec::new();
+        let mut at = from;
+        for m in pending {
+            let failed = |cause: String| MigrateError::Failed {
+                db: db_name.clone(),
+                kind: self.kind,
+                version: m.version,
+                name: m.name.clone(),
+                at,
+                cause,
+            };
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| failed(e.to_string()))?;
+            tx.execute_batch(&m.sql)
+                .map_err(|e| failed(e.to_string()))?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS _migrations (
+                    version INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    sha256 TEXT NOT NULL,
+                    app_version TEXT NOT NULL,
+                    applied_at TEXT NOT NULL
+                 )",
+            )
+            .map_err(|e| failed(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO _migrations (version, name, sha256, app_version, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![m.version, m.name, m.checksum(), crate::VERSION, crate::time_util::now_rfc3339()],
+            )
+            .map_err(|e| failed(e.to_string()))?;
+            tx.pragma_update(None, "user_version", m.version)
+                .map_err(|e| failed(e.to_string()))?;
+            tx.commit().map_err(|e| failed(e.to_string()))?;
+            at = m.version;
+            applied.push((m.version, m.name.clone()));
+        }
+        Ok(MigrationReport {
+            from,
+            to: at,
+            applied,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(version: u32, sql: &'static str) -> Migration {
+        Migration {
+            version,
+            name: format!("step{version}"),
+            sql: Cow::Borrowed(sql),
+        }
+    }
+
+    fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.db");
+        let conn = Connection::open(&path).expect("open");
+        (dir, path, conn)
+    }
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+            .expect("prepare");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("query");
+        rows.collect::<Result<_, _>>().expect("rows")
+    }
+
+    #[test]
+    fn embedded_sets_are_contiguous_and_apply_to_fresh_databases() {
+        for set in [
+            MigrationSet::system().expect("system"),
+            MigrationSet::tenant().expect("tenant"),
+        ] {
+            assert!(set.latest() >= 1);
+            let (_dir, path, mut conn) = fresh();
+            let report = set.apply(&mut conn, &path).expect("apply");
+            assert_eq!((report.from, report.to), (0, set.latest()));
+            let again = set.apply(&mut conn, &path).expect("re-run");
+            assert!(again.applied.is_empty(), "re-running is a no-op");
+            let rows: i64 = conn
+                .query_row("SELECT count(*) FROM _migrations", [], |r| r.get(0))
+                .expect("count");
+            assert_eq!(rows, i64::from(set.latest()));
+        }
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let set =
+            MigrationSet::from_parts("system", vec![step(1, "CREATE TABLE a (x)")]).expect("set");
+        let (_dir, path, mut conn) = fresh();
+        conn.pragma_update(None, "user_version", 7).expect("bump");
+        let err = set.apply(&mut conn, &path).expect_err("too new");
+        assert!(matches!(
+            err,
+            MigrateError::SchemaTooNew {
+                found: 7,
+                supported: 1,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("schema version 7"));
+        assert!(tables(&conn).is_empty(), "nothing was touched");
+    }
+
+    #[test]
+    fn failing_migration_rolls_back_to_the_previous_version() {
+        let good =
+            MigrationSet::from_parts("tenant", vec![step(1, "CREATE TABLE a (x)")]).expect("set");
+        let (_dir, path, mut conn) = fresh();
+        good.apply(&mut conn, &path).expect("first");
+        conn.execute("INSERT INTO a VALUES (42)", []).expect("row");
+
+        let broken = MigrationSet::from_parts(
+            "tenant",
+            vec![
+                step(1, "CREATE TABLE a (x)"),
+                step(
+                    2,
+                    "CREATE TABLE b (y); INSERT INTO a VALUES (43); THIS IS NOT SQL;",
+                ),
+            ],
+        )
+        .expect("set");
+        let err = broken.apply(&mut conn, &path).expect_err("fails");
+        assert!(
+            matches!(
+                err,
+                MigrateError::Failed {
+                    version: 2,
+                    at: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(MigrationSet::current_version(&conn, "m").expect("v"), 1);
+        assert_eq!(
+            tables(&conn),
+            vec!["_migrations".to_string(), "a".to_string()]
+        );
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM a", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 1, "the half-run migration's insert was rolled back");
+    }
+
+    #[test]
+    fn changed_applied_migration_is_reported() {
+        let v1 =
+            MigrationSet::from_parts("tenant", vec![step(1, "CREATE TABLE a (x)")]).expect("set");
+        let (_dir, path, mut conn) = fresh();
+        v1.apply(&mut conn, &path).expect("apply");
+        let edited = MigrationSet::from_parts("tenant", vec![step(1, "CREATE TABLE a (x, y)")])
+            .expect("set");
+        assert!(matches!(
+            edited.apply(&mut conn, &path),
+            Err(MigrateError::Changed { version: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn gaps_in_versions_are_rejected() {
+        let err =
+            MigrationSet::from_parts("tenant", vec![step(1, "SELECT 1"), step(3, "SELECT 1")])
+                .expect_err("gap");
+        assert!(err.to_string().contains("expected version 0002"));
+    }
+}

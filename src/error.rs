@@ -1,0 +1,231 @@
+//! The one error model of the HTTP API.
+//!
+//! Every error a client can see has a stable [`Code`] from the catalogue below (documented in
+//! `docs/errors.md`, which a test keeps in step). Domain errors (`DbError`, `TenantError`, ...) implement
+//! [`ErrorCode`] to choose their code; [`ApiError`] is the only type that becomes an HTTP response, and
+//! its `ResponseError` impl is the only place a status code is chosen for an error. Bodies always read
+//! `{"error": {"code": "...", "message": "...", "request_id": "..."}}`.
+//!
+//! What the client sees and what is logged are separate: [`ApiError::internal`] carries a cause that goes
+//! to the log with the request id, while the client gets a safe message.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+tokio::task_local! {
+    /// The id of the request being served, set by the request middleware for the whole handler.
+    pub static REQUEST_ID: String;
+}
+
+/// The request id of the current request, if called while serving one.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = ($status:ident, $name:literal) ),+ $(,)?) => {
+        /// The catalogue of error codes. Names are stable: clients match on them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Code {
+            /// Every code, in catalogue order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant),+];
+
+            /// The snake_case name clients see in `error.code`.
+            pub fn name(self) -> &'static str {
+                match self { $(Code::$variant => $name,)+ }
+            }
+
+            /// The HTTP status that goes with the code.
+            pub fn status(self) -> StatusCode {
+                match self { $(Code::$variant => StatusCode::$status,)+ }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The request is well-formed but a value in it is not acceptable.
+    InvalidRequest = (BAD_REQUEST, "invalid_request"),
+    /// The body is not valid JSON or does not match the expected shape.
+    MalformedJson = (BAD_REQUEST, "malformed_json"),
+    /// The body is not JSON (`Content-Type` must be `application/json`).
+    UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    /// The body is larger than the configured limit.
+    PayloadTooLarge = (PAYLOAD_TOO_LARGE, "payload_too_large"),
+    /// A query string or path parameter could not be parsed.
+    InvalidParameter = (BAD_REQUEST, "invalid_parameter"),
+    /// No route matches the path.
+    RouteNotFound = (NOT_FOUND, "route_not_found"),
+    /// The route exists but not with this method.
+    MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed"),
+    /// The caller may not do this from where it is (today: the admin API answers loopback only).
+    Forbidden = (FORBIDDEN, "forbidden"),
+    /// No tenant has this id.
+    TenantNotFound = (NOT_FOUND, "tenant_not_found"),
+    /// A tenant with this id already exists.
+    TenantExists = (CONFLICT, "tenant_exists"),
+    /// The tenant id is not a valid slug.
+    InvalidTenantId = (BAD_REQUEST, "invalid_tenant_id"),
+    /// The tenant is suspended: it can be read but not changed.
+    TenantSuspended = (CONFLICT, "tenant_suspended"),
+    /// Too many tenant databases are in use at this instant; retry shortly.
+    TenantPoolsExhausted = (SERVICE_UNAVAILABLE, "tenant_pools_exhausted"),
+    /// The server is starting or shutting down.
+    NotReady = (SERVICE_UNAVAILABLE, "not_ready"),
+    /// The database is busy or unavailable; retry shortly.
+    DatabaseUnavailable = (SERVICE_UNAVAILABLE, "database_unavailable"),
+    /// The disk is full; writes fail until space is freed.
+    StorageFull = (INSUFFICIENT_STORAGE, "storage_full"),
+    /// This feature is not available in this version.
+    NotImplemented = (NOT_IMPLEMENTED, "not_implemented"),
+    /// An unexpected failure; the request id finds the cause in the server log.
+    Internal = (INTERNAL_SERVER_ERROR, "internal"),
+}
+
+/// Implemented by every domain error so that it can become an [`ApiError`].
+pub trait ErrorCode: std::fmt::Display {
+    /// The catalogue code for this error.
+    fn code(&self) -> Code;
+    /// The message the client may see. Defaults to the error's `Display`; internal errors override this
+    /// so that paths, SQL and other details stay in the log.
+    fn public_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    /// The cause, for the log only.
+    pub internal: Option<String>,
+    /// Seconds to put in `Retry-After`, for 429/503.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            internal: None,
+            retry_after: None,
+        }
+    }
+
+    /// An unexpected failure: the client sees a generic message, the log gets `cause`.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError {
+            code: Code::Internal,
+            message:
+                "an internal error occurred; the request id finds the details in the server log"
+                    .into(),
+            internal: Some(cause.to_string()),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.name(), self.message)
+    }
+}
+
+impl<E: ErrorCode> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        let code = e.code();
+        let mut api = ApiError::new(code, e.public_message());
+        if code == Code::Internal || code.status().is_server_error() {
+            api.internal = Some(e.to_string());
+        }
+        if code.status() == StatusCode::SERVICE_UNAVAILABLE {
+            api.retry_after = Some(1);
+        }
+        api
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let request_id = current_request_id();
+        if let Some(cause) = &self.internal {
+            tracing::error!(
+                code = self.code.name(),
+                request_id = request_id.as_deref().unwrap_or("-"),
+                cause = %cause,
+                "request failed"
+            );
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.name(),
+                message: &self.message,
+                request_id,
+            },
+        })
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_documented_in_docs_errors_md() {
+        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md"))
+            .expect("docs/errors.md exists");
+        for code in Code::ALL {
+            let row = format!("| `{}` | {} |", code.name(), code.status().as_u16());
+            assert!(
+                docs.contains(&row),
+                "docs/errors.md lacks the row starting {row:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            let name = code.name();
+            assert!(seen.insert(name), "duplicate {name}");
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+    }
+}

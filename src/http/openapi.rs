@@ -1,0 +1,75 @@
+//! The OpenAPI 3 description of the JSON API, generated from the handlers' annotations and served at
+//! `/api/openapi.json` (the web UI's API page renders it).
+
+use std::sync::OnceLock;
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use utoipa::OpenApi;
+
+/// The error body every failing call returns.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorDetail,
+}
+
+/// Details of an error; `code` is from the catalogue in docs/errors.md.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    #[schema(example = "tenant_not_found")]
+    pub code: String,
+    #[schema(example = "tenant acme does not exist")]
+    pub message: String,
+    #[schema(example = "6f1c2a9e0b7d4c3a5e8f1a2b")]
+    pub request_id: Option<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Enclave API",
+        description = "The JSON API of Enclave. The web UI uses the same API. Errors always have the shape \
+            {\"error\": {\"code\", \"message\", \"request_id\"}}; codes are listed in docs/errors.md.",
+    ),
+    paths(
+        super::health::healthz,
+        super::health::readyz,
+        super::health::metrics,
+        super::system::info,
+        super::tenants::list,
+        super::tenants::create,
+        super::tenants::show,
+        super::tenants::get_settings,
+        super::tenants::patch_settings,
+        super::auth::login,
+    ),
+    components(schemas(ErrorResponse, ErrorDetail)),
+    tags(
+        (name = "probes", description = "Liveness, readiness and metrics for monitoring."),
+        (name = "system", description = "The installation as a whole."),
+        (name = "tenants", description = "Tenants: the unit of isolation, each with its own database."),
+        (name = "auth", description = "Sign-in."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        doc.info.version = crate::VERSION.to_string();
+        doc.to_json().unwrap_or_else(|_| "{}".to_string())
+    })
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/api/openapi.json").route(web::get().to(serve)));
+}
+
+async fn serve() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(document())
+}

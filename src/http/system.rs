@@ -1,0 +1,56 @@
+//! `GET /api/v1/system/info`: what an administrator sees on the overview page.
+
+use actix_web::web;
+use serde::Serialize;
+
+use super::guard::LocalAdmin;
+use crate::db::run_blocking;
+use crate::error::ApiResult;
+use crate::models::ModelStatus;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/api/v1/system/info").route(web::get().to(info)));
+}
+
+/// Facts about the running instance.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SystemInfo {
+    #[schema(example = "0.1.0")]
+    pub version: &'static str,
+    pub installation_id: String,
+    #[schema(example = "2026-11-22T14:00:00Z")]
+    pub started_at: String,
+    pub uptime_seconds: u64,
+    pub tenants: u64,
+    pub open_tenant_pools: usize,
+    pub max_open_tenant_pools: usize,
+    pub models: Vec<ModelStatus>,
+}
+
+/// Version, uptime, tenant count, open tenant databases and model status.
+#[utoipa::path(get, path = "/api/v1/system/info", tag = "system", responses(
+    (status = 200, body = SystemInfo),
+    (status = 403, body = crate::http::openapi::ErrorResponse)))]
+pub async fn info(
+    _admin: LocalAdmin,
+    state: web::Data<AppState>,
+) -> ApiResult<web::Json<SystemInfo>> {
+    let system = state.system.clone();
+    let data_dir = state.config.storage.data_dir.clone();
+    let (tenants, models) = run_blocking(move || {
+        let tenants = system.count_tenants()?;
+        Ok::<_, crate::db::DbError>((tenants, crate::models::quick_status(&data_dir)))
+    })
+    .await?;
+    Ok(web::Json(SystemInfo {
+        version: crate::VERSION,
+        installation_id: state.instance.installation_id.clone(),
+        started_at: state.instance.last_started_at.clone(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        tenants,
+        open_tenant_pools: state.tenants.live(),
+        max_open_tenant_pools: state.tenants.cap(),
+        models,
+    }))
+}

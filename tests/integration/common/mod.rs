@@ -1,0 +1,300 @@
+//! Test harness: starts the real `enclave` binary on a random loopback port with a temporary data
+//! directory, and talks to it over HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use serde_json::{json, Value};
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_enclave")
+}
+
+/// A command for the binary with a clean `ENCLAVE_*` environment, run in `cwd`.
+pub fn enclave(cwd: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(cwd);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ENCLAVE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// How to start a server.
+pub struct Options {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Pass `--data-dir <tmp>/data` (otherwise the embedded default `./data` in the temp cwd applies).
+    pub explicit_data_dir: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            args: Vec::new(),
+            env: vec![("ENCLAVE_LISTEN".into(), "127.0.0.1:0".into())],
+            explicit_data_dir: true,
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub cwd: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub stderr_path: PathBuf,
+    agent: ureq::Agent,
+}
+
+/// A finished HTTP exchange.
+pub struct Reply {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// Asserts the house error shape and returns the code.
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        let error = v
+            .get("error")
+            .unwrap_or_else(|| panic!("no error object: {}", self.body));
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
+        assert!(error["request_id"].as_str().is_some(), "{}", self.body);
+        error["code"].as_str().expect("code").to_string()
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn collect(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut res = result.expect("HTTP request failed");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Server {
+        let cwd = tempfile::tempdir().expect("tempdir");
+        let data_dir = cwd.path().join("data");
+        Server::spawn(cwd, data_dir, options)
+    }
+
+    /// Starts a server on an existing directory layout (for restarts).
+    pub fn spawn(cwd: tempfile::TempDir, data_dir: PathBuf, options: Options) -> Server {
+        match Server::try_spawn(cwd, data_dir, options) {
+            Ok(server) => server,
+            Err((stderr, status)) => panic!("server did not start ({status:?}):\n{stderr}"),
+        }
+    }
+
+    /// Starts a server; on failure returns its stderr and exit status.
+    pub fn try_spawn(
+        cwd: tempfile::TempDir,
+        data_dir: PathBuf,
+        options: Options,
+    ) -> Result<Server, (String, Option<ExitStatus>)> {
+        let stderr_path = cwd.path().join(format!(
+            "stderr-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut cmd = enclave(cwd.path());
+        if options.explicit_data_dir {
+            cmd.arg("--data-dir").arg(&data_dir);
+        }
+        cmd.arg("serve").args(&options.args);
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn enclave");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(url.trim().trim_end_matches('/').to_string());
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(base) = rx.recv_timeout(Duration::from_millis(50)) {
+                return Ok(Server {
+                    child,
+                    base,
+                    cwd,
+                    data_dir,
+                    stderr_path,
+                    agent: agent(),
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                return Err((stderr, Some(status)));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                return Err((stderr, None));
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        collect(self.agent.get(&self.url(path)).call())
+    }
+
+    pub fn get_with(&self, path: &str, header: (&str, &str)) -> Reply {
+        collect(
+            self.agent
+                .get(&self.url(path))
+                .header(header.0, header.1)
+                .call(),
+        )
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Reply {
+        collect(self.agent.post(&self.url(path)).send_json(body))
+    }
+
+    pub fn patch_json(&self, path: &str, body: &Value) -> Reply {
+        collect(self.agent.patch(&self.url(path)).send_json(body))
+    }
+
+    pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        collect(
+            self.agent
+                .post(&self.url(path))
+                .header("content-type", content_type)
+                .send(&body[..]),
+        )
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> (ExitStatus, String, tempfile::TempDir) {
+        signal(self.pid(), nix::sys::signal::Signal::SIGTERM);
+        let status = wait_timeout(&mut self.child, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("server did not exit after SIGTERM:\n{}", self.stderr()));
+        let stderr = self.stderr();
+        let cwd = std::mem::replace(&mut self.cwd, tempfile::tempdir().expect("tempdir"));
+        (status, stderr, cwd)
+    }
+
+    /// Creates a tenant through the API.
+    pub fn create_tenant(&self, id: &str) -> Reply {
+        let reply = self.post_json(
+            "/api/v1/tenants",
+            &json!({ "name": format!("Tenant {id}"), "id": id }),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("kill");
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Runs the binary to completion: (exit code, stdout, stderr).
+pub fn run(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = enclave(cwd).args(args).output().expect("run enclave");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Reads a metric's value from Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

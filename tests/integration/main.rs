@@ -1,0 +1,11 @@
+//! Integration tests: each starts the real `enclave` binary on a random loopback port with a temporary
+//! data directory and drives it over HTTP or its command line.
+
+mod common;
+
+mod cli;
+mod errors;
+mod lifecycle;
+mod probes;
+mod tenants;
+mod ui;
