@@ -25,10 +25,18 @@ pub fn stopping() {
 }
 
 /// The interval at which to ping the watchdog (half of `WatchdogSec`), when one is configured.
+///
+/// As in systemd's own `sd_watchdog_enabled`: `WATCHDOG_USEC` enables it, and `WATCHDOG_PID`, when set,
+/// must name this process (so a child that inherited the environment does not ping for its parent).
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    (std::env::var_os("NOTIFY_SOCKET").is_some() && sd_notify::watchdog_enabled(false, &mut usec))
-        .then(|| Duration::from_micros(usec / 2))
+    std::env::var_os("NOTIFY_SOCKET")?;
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
 /// One watchdog ping.

@@ -259,3 +259,56 @@ fn migrate_dry_run_then_apply_then_noop() {
         "{out}"
     );
 }
+
+#[test]
+fn systemd_notify_ready_watchdog_and_stopping() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let socket_path = cwd.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let data = cwd.path().join("data");
+    let server = Server::spawn(
+        cwd,
+        data,
+        Options {
+            env: vec![
+                ("ENCLAVE_LISTEN".into(), "127.0.0.1:0".into()),
+                ("NOTIFY_SOCKET".into(), socket_path.display().to_string()),
+                ("WATCHDOG_USEC".into(), "400000".into()),
+            ],
+            ..Default::default()
+        },
+    );
+    let mut buf = [0u8; 512];
+    let mut messages = Vec::new();
+    let mut read = |messages: &mut Vec<String>| {
+        let n = socket.recv(&mut buf).expect("notification");
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    };
+    // READY=1 first, then watchdog pings every 200 ms.
+    read(&mut messages);
+    assert!(messages[0].contains("READY=1"), "{messages:?}");
+    assert!(
+        messages[0].contains("STATUS=listening on http://127.0.0.1:"),
+        "{messages:?}"
+    );
+    read(&mut messages);
+    read(&mut messages);
+    assert!(
+        messages[1..].iter().all(|m| m.contains("WATCHDOG=1")),
+        "{messages:?}"
+    );
+
+    let (status, stderr, _cwd) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    let mut stopping = false;
+    while let Ok(n) = socket.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "no STOPPING=1 notification");
+}

@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod errors;
 mod lifecycle;
+mod models;
 mod probes;
 mod tenants;
 mod ui;
