@@ -66,6 +66,9 @@ pub enum Command {
         /// Overwrite an existing config file.
         #[arg(long)]
         force: bool,
+        /// Only write the config file; do not create the data directory (used by install.sh).
+        #[arg(long)]
+        config_only: bool,
     },
     /// Apply pending database migrations to system.db and every tenant database.
     ///
@@ -150,12 +153,16 @@ impl Cli {
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
         Command::Serve { listen } => serve(cli.load_config(listen.clone())?),
-        Command::Init { config_out, force } => {
+        Command::Init {
+            config_out,
+            force,
+            config_only,
+        } => {
             let out = config_out
                 .clone()
                 .or_else(|| cli.global.config.clone())
                 .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_FILE));
-            init(&cli, &out, *force)
+            init(&cli, &out, *force, *config_only)
         }
         Command::Migrate { dry_run } => migrate(cli.load_config(None)?, *dry_run),
         Command::Doctor => {
@@ -212,7 +219,12 @@ fn serve(loaded: LoadedConfig) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init(cli: &Cli, out: &std::path::Path, force: bool) -> Result<ExitCode, CliError> {
+fn init(
+    cli: &Cli,
+    out: &std::path::Path,
+    force: bool,
+    config_only: bool,
+) -> Result<ExitCode, CliError> {
     if out.exists() && !force {
         return Err(CliError::Usage(format!(
             "{} already exists; use --force to overwrite it",
@@ -232,9 +244,11 @@ fn init(cli: &Cli, out: &std::path::Path, force: bool) -> Result<ExitCode, CliEr
     )?;
     init_cli_logging(&loaded);
     let data_dir = &loaded.config.storage.data_dir;
-    app::prepare_data_dir(data_dir)?;
-    let _lock = app::lock_data_dir(data_dir)?;
-    migrate_system(data_dir, &app::db_options(&loaded.config), false)?;
+    if !config_only {
+        app::prepare_data_dir(data_dir)?;
+        let _lock = app::lock_data_dir(data_dir)?;
+        migrate_system(data_dir, &app::db_options(&loaded.config), false)?;
+    }
     let mut text = config::SAMPLE_CONFIG.to_string();
     if flags.data_dir.is_some() || std::env::var_os(config::env::DATA_DIR).is_some() {
         text = text.replace(
@@ -247,8 +261,10 @@ fn init(cli: &Cli, out: &std::path::Path, force: bool) -> Result<ExitCode, CliEr
         "Wrote {} (every setting commented, with its default).",
         out.display()
     );
-    println!("Data directory {} is ready.", data_dir.display());
-    println!("Next: `enclave serve --config {}`", out.display());
+    if !config_only {
+        println!("Data directory {} is ready.", data_dir.display());
+        println!("Next: `enclave serve --config {}`", out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
