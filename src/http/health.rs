@@ -23,14 +23,14 @@ pub struct Status {
 }
 
 /// Liveness: answers as long as the process serves HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, body = Status)))]
+#[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "alive", body = Status)))]
 pub async fn healthz() -> web::Json<Status> {
     web::Json(Status { status: "ok" })
 }
 
 /// Readiness: the system database answers, migrations are done and the server is not shutting down.
 #[utoipa::path(get, path = "/readyz", tag = "probes", responses(
-    (status = 200, body = Status),
+    (status = 200, description = "ready to serve", body = Status),
     (status = 503, description = "starting, stopping or database unavailable", body = crate::http::openapi::ErrorResponse)))]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Status>> {
     if !state.is_ready() {
@@ -45,7 +45,7 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Status>> 
 }
 
 /// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "probes", responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "probes", responses((status = 200, description = "metrics", content_type = "text/plain", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let system = state.system.clone();
     let tenants = run_blocking(move || system.count_tenants())

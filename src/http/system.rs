@@ -30,8 +30,8 @@ pub struct SystemInfo {
 
 /// Version, uptime, tenant count, open tenant databases and model status.
 #[utoipa::path(get, path = "/api/v1/system/info", tag = "system", responses(
-    (status = 200, body = SystemInfo),
-    (status = 403, body = crate::http::openapi::ErrorResponse)))]
+    (status = 200, description = "facts about the running instance", body = SystemInfo),
+    (status = 403, description = "not called from the Enclave host", body = crate::http::openapi::ErrorResponse)))]
 pub async fn info(
     _admin: LocalAdmin,
     state: web::Data<AppState>,

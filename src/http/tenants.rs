@@ -74,7 +74,7 @@ pub struct Settings {
 
 /// Lists every tenant.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", responses(
-    (status = 200, body = TenantList),
+    (status = 200, description = "every tenant, ordered by id", body = TenantList),
     (status = 403, body = crate::http::openapi::ErrorResponse)))]
 pub async fn list(
     _admin: LocalAdmin,
@@ -87,7 +87,7 @@ pub async fn list(
 
 /// Creates a tenant with its own database.
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant, responses(
-    (status = 201, body = TenantRecord),
+    (status = 201, description = "the tenant was created; `Location` names it", body = TenantRecord),
     (status = 400, description = "invalid id or name", body = crate::http::openapi::ErrorResponse),
     (status = 409, description = "a tenant with this id exists", body = crate::http::openapi::ErrorResponse)))]
 pub async fn create(
@@ -111,7 +111,7 @@ pub async fn create(
 /// One tenant, with its database's schema version and size.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}", tag = "tenants",
     params(("tenant" = String, Path, description = "tenant id")),
-    responses((status = 200, body = TenantDetail), (status = 404, body = crate::http::openapi::ErrorResponse)))]
+    responses((status = 200, description = "the tenant", body = TenantDetail), (status = 404, description = "no such tenant", body = crate::http::openapi::ErrorResponse)))]
 pub async fn show(_admin: LocalAdmin, tenant: TenantCtx) -> ApiResult<web::Json<TenantDetail>> {
     let schema_version = tenant
         .run(|db| db.read(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))))
@@ -144,7 +144,7 @@ fn read_settings(db: &Database) -> Result<BTreeMap<String, serde_json::Value>, D
 /// The tenant's settings.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/settings", tag = "tenants",
     params(("tenant" = String, Path, description = "tenant id")),
-    responses((status = 200, body = Settings), (status = 404, body = crate::http::openapi::ErrorResponse)))]
+    responses((status = 200, description = "all settings of the tenant", body = Settings), (status = 404, description = "no such tenant", body = crate::http::openapi::ErrorResponse)))]
 pub async fn get_settings(_admin: LocalAdmin, tenant: TenantCtx) -> ApiResult<web::Json<Settings>> {
     let settings = tenant.run(read_settings).await?;
     Ok(web::Json(Settings { settings }))
@@ -162,9 +162,9 @@ fn valid_key(key: &str) -> bool {
     params(("tenant" = String, Path, description = "tenant id")),
     request_body(content = Object, description = "keys to set; null removes a key"),
     responses(
-        (status = 200, body = Settings),
-        (status = 400, body = crate::http::openapi::ErrorResponse),
-        (status = 404, body = crate::http::openapi::ErrorResponse),
+        (status = 200, description = "all settings after the change", body = Settings),
+        (status = 400, description = "invalid key or value too large", body = crate::http::openapi::ErrorResponse),
+        (status = 404, description = "no such tenant", body = crate::http::openapi::ErrorResponse),
         (status = 409, description = "tenant suspended", body = crate::http::openapi::ErrorResponse)))]
 pub async fn patch_settings(
     _admin: LocalAdmin,

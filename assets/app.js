@@ -1,0 +1,42 @@
+// Enclave's web UI: the layout (header, navigation, content) and the client-side routes.
+// Plain ES modules: no build step; the one library (preact + htm) is vendored under vendor/.
+import { html, render } from './vendor/htm-preact-3.1.1.js';
+import { Link, usePath } from './lib/router.js';
+import { Overview } from './pages/overview.js';
+import { Tenants } from './pages/tenants.js';
+import { ApiDocs } from './pages/api-docs.js';
+import { Login } from './pages/login.js';
+import { NotFound } from './pages/not-found.js';
+
+const ROUTES = [
+  { path: '/', title: 'Overview', view: Overview, nav: true },
+  { path: '/tenants', title: 'Tenants', view: Tenants, nav: true },
+  { path: '/api-docs', title: 'API reference', view: ApiDocs, nav: true },
+  { path: '/login', title: 'Sign in', view: Login, nav: false },
+];
+
+function App() {
+  const path = usePath();
+  const route = ROUTES.find((r) => r.path === path);
+  const View = route ? route.view : NotFound;
+  document.title = `${route ? route.title : 'Not found'} · Enclave`;
+  return html`
+    <a class="skip" href="#main">Skip to content</a>
+    <header class="topbar">
+      <${Link} href="/" class="brand">Enclave</${Link}>
+      <${Link} href="/login" class="signin" current=${path === '/login'}>Sign in</${Link}>
+    </header>
+    <div class="shell">
+      <nav class="sidenav" aria-label="Main">
+        <ul>
+          ${ROUTES.filter((r) => r.nav).map((r) => html`
+            <li key=${r.path}><${Link} href=${r.path} current=${r.path === path}>${r.title}</${Link}></li>`)}
+        </ul>
+      </nav>
+      <main id="main" tabindex="-1">
+        <${View} />
+      </main>
+    </div>`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));

@@ -1,0 +1,48 @@
+// The JSON API client used by every page: same origin, JSON in and out, and one error type that carries
+// the server's error code, message and request id (or a network failure) for display.
+
+export class ApiError extends Error {
+  constructor(status, code, message, requestId) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.requestId = requestId;
+  }
+}
+
+async function call(method, path, body) {
+  const init = { method, headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (e) {
+    throw new ApiError(0, 'network_error', 'The server cannot be reached. Is Enclave running?', null);
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (e) {
+    data = null;
+  }
+  if (!response.ok) {
+    const err = data && data.error;
+    throw new ApiError(
+      response.status,
+      err ? err.code : 'http_' + response.status,
+      err ? err.message : 'The server answered ' + response.status + ' ' + response.statusText,
+      (err && err.request_id) || response.headers.get('X-Request-Id'),
+    );
+  }
+  return data;
+}
+
+export const api = {
+  get: (path) => call('GET', path),
+  post: (path, body) => call('POST', path, body),
+  patch: (path, body) => call('PATCH', path, body),
+};

@@ -1,0 +1,44 @@
+// Sign-in form. It posts to the same API that scripts use and shows the server's answer.
+import { html, useState } from '../vendor/htm-preact-3.1.1.js';
+import { api } from '../lib/api.js';
+import { ErrorBanner } from '../lib/ui.js';
+
+export function Login() {
+  const [username, setUsername] = useState('');
+  const [password, setPassword] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+
+  async function submit(event) {
+    event.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api.post('/api/v1/auth/login', { username, password });
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+      setPassword('');
+    }
+  }
+
+  return html`
+    <div class="login">
+      <form class="card form" onSubmit=${submit} aria-labelledby="login-h">
+        <h1 id="login-h">Sign in to Enclave</h1>
+        <div class="field">
+          <label for="login-user">Username</label>
+          <input id="login-user" name="username" autocomplete="username" required value=${username}
+            onInput=${(e) => setUsername(e.currentTarget.value)} />
+        </div>
+        <div class="field">
+          <label for="login-pass">Password</label>
+          <input id="login-pass" name="password" type="password" autocomplete="current-password" required value=${password}
+            onInput=${(e) => setPassword(e.currentTarget.value)} />
+        </div>
+        <${ErrorBanner} error=${error} />
+        <button type="submit" disabled=${busy}>${busy ? 'Signing in…' : 'Sign in'}</button>
+      </form>
+    </div>`;
+}
