@@ -2,9 +2,10 @@
 //!
 //! Files live in `migrations/system/` and `migrations/tenant/` as `NNNN_description.sql`, numbered from
 //! 0001 without gaps, and are compiled into the binary. Rules:
-//! - Each migration runs in its own `BEGIN IMMEDIATE` transaction together with the bump of
-//!   `PRAGMA user_version` and a row in `_migrations` (version, name, SHA-256, app version, time).
-//!   A migration that fails leaves the database exactly as it was before that migration.
+//! - All pending migrations of a database run in one `BEGIN IMMEDIATE` transaction, each followed by
+//!   the bump of `PRAGMA user_version` and a row in `_migrations` (version, name, SHA-256, app version,
+//!   time). If any step fails, nothing is applied: the database stays exactly as it was. Migrations must
+//!   therefore be transactional SQL (no `VACUUM`, no `PRAGMA journal_mode`).
 //! - A database whose `user_version` is newer than this binary knows is refused with a clear message:
 //!   no silent downgrade.
 //! - Migrations are append-only: a file already applied whose text changed is reported, not re-run.
@@ -55,7 +56,7 @@ pub enum MigrateError {
         app: &'static str,
     },
     #[error(
-        "{kind} migration {version:04} ({name}) failed on database {db}; the database was left unchanged at version {at}: {cause}"
+        "{kind} migration {version:04} ({name}) failed on database {db}; nothing was applied, the database is unchanged at version {at}: {cause}"
     )]
     Failed {
         db: String,
@@ -224,25 +225,35 @@ impl MigrationSet {
         Ok(())
     }
 
-    /// Brings the database to [`Self::latest`], one transaction per step. Re-running is a no-op.
+    /// Brings the database to [`Self::latest`] in one transaction: either every pending step is applied
+    /// or, if one fails, none is and the database stays at the version it had. Re-running is a no-op.
     pub fn apply(&self, conn: &mut Connection, db: &Path) -> Result<MigrationReport, MigrateError> {
         let db_name = db.display().to_string();
         let from = Self::current_version(conn, &db_name)?;
         let pending: Vec<Migration> = self.pending(conn, db)?.into_iter().cloned().collect();
+        if pending.is_empty() {
+            return Ok(MigrationReport {
+                from,
+                to: from,
+                applied: Vec::new(),
+            });
+        }
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| MigrateError::Unreadable {
+                db: db_name.clone(),
+                cause: e.to_string(),
+            })?;
         let mut applied = Vec::new();
-        let mut at = from;
-        for m in pending {
+        for m in &pending {
             let failed = |cause: String| MigrateError::Failed {
                 db: db_name.clone(),
                 kind: self.kind,
                 version: m.version,
                 name: m.name.clone(),
-                at,
+                at: from,
                 cause,
             };
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| failed(e.to_string()))?;
             tx.execute_batch(&m.sql)
                 .map_err(|e| failed(e.to_string()))?;
             tx.execute_batch(
@@ -262,15 +273,18 @@ impl MigrationSet {
             .map_err(|e| failed(e.to_string()))?;
             tx.pragma_update(None, "user_version", m.version)
                 .map_err(|e| failed(e.to_string()))?;
-            tx.commit().map_err(|e| failed(e.to_string()))?;
-            at = m.version;
             applied.push((m.version, m.name.clone()));
         }
-        Ok(MigrationReport {
-            from,
-            to: at,
-            applied,
-        })
+        let to = self.latest();
+        tx.commit().map_err(|e| MigrateError::Failed {
+            db: db_name.clone(),
+            kind: self.kind,
+            version: to,
+            name: "commit".into(),
+            at: from,
+            cause: e.to_string(),
+        })?;
+        Ok(MigrationReport { from, to, applied })
     }
 }
 
@@ -379,6 +393,35 @@ mod tests {
             .query_row("SELECT count(*) FROM a", [], |r| r.get(0))
             .expect("count");
         assert_eq!(rows, 1, "the half-run migration's insert was rolled back");
+    }
+
+    #[test]
+    fn a_failure_in_a_later_step_rolls_back_every_pending_step() {
+        let set = MigrationSet::from_parts(
+            "tenant",
+            vec![
+                step(1, "CREATE TABLE a (x)"),
+                step(2, "CREATE TABLE b (y)"),
+                step(3, "CREATE TABLE c (z); SELECT * FROM no_such_table;"),
+            ],
+        )
+        .expect("set");
+        let (_dir, path, mut conn) = fresh();
+        let err = set.apply(&mut conn, &path).expect_err("fails");
+        assert!(
+            matches!(
+                err,
+                MigrateError::Failed {
+                    version: 3,
+                    at: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("nothing was applied"));
+        assert_eq!(MigrationSet::current_version(&conn, "m").expect("v"), 0);
+        assert!(tables(&conn).is_empty(), "{:?}", tables(&conn));
     }
 
     #[test]

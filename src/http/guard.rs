@@ -30,3 +30,27 @@ impl FromRequest for LocalAdmin {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn extract(peer: &str) -> Result<LocalAdmin, ApiError> {
+        let (req, mut payload) = TestRequest::default()
+            .peer_addr(peer.parse().expect("addr"))
+            .to_http_parts();
+        futures_util::FutureExt::now_or_never(LocalAdmin::from_request(&req, &mut payload))
+            .expect("ready future")
+    }
+
+    #[test]
+    fn only_loopback_peers_reach_the_admin_api() {
+        assert!(extract("127.0.0.1:5000").is_ok());
+        assert!(extract("[::1]:5000").is_ok());
+        for remote in ["10.1.2.3:5000", "192.168.1.20:443", "[2001:db8::1]:80"] {
+            let err = extract(remote).err().expect("refused");
+            assert_eq!(err.code, Code::Forbidden, "{remote}");
+        }
+    }
+}
