@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
-use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
 use super::guard::LocalAdmin;
@@ -209,9 +208,7 @@ pub async fn patch_settings(
                 }
                 let count: i64 = tx
                     .query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
-                    .optional()
-                    .map_err(|e| db.fail(e))?
-                    .unwrap_or(0);
+                    .map_err(|e| db.fail(e))?;
                 if count as usize > MAX_SETTINGS {
                     return Err(ApiError::new(
                         Code::InvalidRequest,
