@@ -1,7 +1,9 @@
 // Enclave's web UI: the layout (header, navigation, content) and the client-side routes.
 // Plain ES modules: no build step; the one library (preact + htm) is vendored under vendor/.
-import { html, render } from './vendor/htm-preact-3.1.1.js';
-import { Link, usePath } from './lib/router.js';
+import { html, render, useEffect } from './vendor/htm-preact-3.1.1.js';
+import { Link, navigate, usePath } from './lib/router.js';
+import { loadSession, signOut, useSession } from './lib/session.js';
+import { ChangePassword } from './pages/password.js';
 import { Overview } from './pages/overview.js';
 import { Tenants } from './pages/tenants.js';
 import { ApiDocs } from './pages/api-docs.js';
@@ -12,19 +14,37 @@ const ROUTES = [
   { path: '/', title: 'Overview', view: Overview, nav: true },
   { path: '/tenants', title: 'Tenants', view: Tenants, nav: true },
   { path: '/api-docs', title: 'API reference', view: ApiDocs, nav: true },
-  { path: '/login', title: 'Sign in', view: Login, nav: false },
+  { path: '/login', title: 'Sign in', view: Login, nav: false, public: true },
+  { path: '/account/password', title: 'Password', view: ChangePassword, nav: false },
 ];
 
 function App() {
   const path = usePath();
+  const { loaded, info } = useSession();
   const route = ROUTES.find((r) => r.path === path);
+
+  // Where the session says the person must be: signed out → sign-in; temporary password → change it.
+  useEffect(() => {
+    if (!loaded) return;
+    if (!info && !(route && route.public)) navigate('/login');
+    else if (info && info.user.must_change_password && path !== '/account/password') navigate('/account/password');
+    else if (info && path === '/login') navigate('/');
+  }, [loaded, info, path]);
+
+  if (!loaded) return html`<p class="muted center">Loading…</p>`;
   const View = route ? route.view : NotFound;
   document.title = `${route ? route.title : 'Not found'} · Enclave`;
+  const user = info && info.user;
   return html`
     <a class="skip" href="#main">Skip to content</a>
     <header class="topbar">
       <${Link} href="/" class="brand">Enclave</${Link}>
-      <${Link} href="/login" class="signin" current=${path === '/login'}>Sign in</${Link}>
+      ${user
+        ? html`<div class="account">
+            <${Link} href="/account/password" class="who">${user.display_name}</${Link}>
+            <button type="button" class="signin" onClick=${async () => { await signOut(); navigate('/login'); }}>Sign out</button>
+          </div>`
+        : html`<${Link} href="/login" class="signin" current=${path === '/login'}>Sign in</${Link}>`}
     </header>
     <div class="shell">
       <nav class="sidenav" aria-label="Main">
@@ -39,4 +59,5 @@ function App() {
     </div>`;
 }
 
+loadSession();
 render(html`<${App} />`, document.getElementById('app'));

@@ -45,6 +45,8 @@ pub enum StartupError {
     Db(#[from] DbError),
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -115,6 +117,11 @@ pub fn prepare(config: Config) -> Result<(AppState, DataDirLock), StartupError> 
     }
     let system = Arc::new(SystemDb::open(&data_dir, &options)?);
     let instance = system.record_start()?;
+    if let Some(password) = crate::identity::bootstrap_admin(&system)? {
+        let notice = crate::identity::write_bootstrap_notice(&data_dir, &password)?;
+        // Printed once, to the console only (never to the log).
+        println!("\n{notice}\n");
+    }
     let tenants = system.list_tenants()?;
     let reports = migrate_all_tenants(&data_dir, &tenants, &options, false)?;
     let migrated = reports

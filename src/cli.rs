@@ -88,6 +88,45 @@ pub enum Command {
     /// Manage tenants (each tenant has its own database under <data>/tenants/<id>/).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Manage local accounts. Works while the server runs.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a local account. The password is read from standard input (one line), never from an argument.
+    Add {
+        /// Username (2-64 of a-z, 0-9, '.', '_', '-', '@')
+        name: String,
+        /// Make the account a system administrator.
+        #[arg(long)]
+        system_admin: bool,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Display name [default: the username]
+        #[arg(long)]
+        display_name: Option<String>,
+        /// E-mail address
+        #[arg(long)]
+        email: Option<String>,
+        /// Make the person choose a new password at first sign-in.
+        #[arg(long)]
+        must_change_password: bool,
+    },
+    /// Set a new temporary password, print it once, and end the account's sessions.
+    /// The person must choose a new password at the next sign-in.
+    ResetPassword {
+        /// Username
+        name: String,
+    },
+    /// List accounts.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +167,7 @@ macro_rules! via_startup_error {
     )+};
 }
 via_startup_error!(
+    crate::identity::IdentityError,
     crate::config::ConfigError,
     crate::db::DbError,
     crate::tenancy::TenantError,
@@ -184,6 +224,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tenant_create(cli.load_config(None)?, name, id.as_deref())
         }
         Command::Tenant(TenantCommand::List { json }) => tenant_list(cli.load_config(None)?, *json),
+        Command::User(command) => user_command(cli.load_config(None)?, command),
     }
 }
 
@@ -398,5 +439,82 @@ fn tenant_list(loaded: LoadedConfig, json: bool) -> Result<ExitCode, CliError> {
         );
     }
     println!("{} tenant(s)", tenants.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_password_line() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        CliError::Usage(format!("cannot read the password from standard input: {e}"))
+    })?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password).to_string();
+    if password.is_empty() {
+        return Err(CliError::Usage("no password on standard input".into()));
+    }
+    Ok(password)
+}
+
+fn user_command(loaded: LoadedConfig, command: &UserCommand) -> Result<ExitCode, CliError> {
+    init_cli_logging(&loaded);
+    let system = open_system_for_cli(&loaded.config)?;
+    match command {
+        UserCommand::Add {
+            name,
+            system_admin,
+            password_stdin: _,
+            display_name,
+            email,
+            must_change_password,
+        } => {
+            let password = read_password_line()?;
+            let user = crate::identity::create_user(
+                &system,
+                &crate::identity::NewUser {
+                    username: name,
+                    password: &password,
+                    display_name: display_name.as_deref(),
+                    email: email.as_deref(),
+                    is_system_admin: *system_admin,
+                    must_change_password: *must_change_password,
+                },
+            )?;
+            let kind = if user.is_system_admin {
+                "system administrator"
+            } else {
+                "account"
+            };
+            println!("Created {kind} {}", user.username);
+        }
+        UserCommand::ResetPassword { name } => {
+            let password = crate::identity::password::generate();
+            let user = crate::identity::set_password(&system, name, &password, true)?;
+            println!(
+                "Temporary password for {} (shown once; to be changed at next sign-in):",
+                user.username
+            );
+            println!("{password}");
+        }
+        UserCommand::List { json } => {
+            let users = system.db.read(crate::identity::list_users)?;
+            if *json {
+                let text = serde_json::to_string_pretty(&users)
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                println!("{text}");
+            } else {
+                println!("{:<24} {:<12} {:<6} NAME", "USERNAME", "STATE", "ADMIN");
+                for u in &users {
+                    println!(
+                        "{:<24} {:<12} {:<6} {}",
+                        u.username,
+                        u.state,
+                        if u.is_system_admin { "yes" } else { "" },
+                        u.display_name
+                    );
+                }
+                println!("{} account(s)", users.len());
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,6 +32,9 @@ pub mod env {
     pub const MAX_OPEN_TENANT_POOLS: &str = "ENCLAVE_MAX_OPEN_TENANT_POOLS";
     pub const TENANT_POOL_SIZE: &str = "ENCLAVE_TENANT_POOL_SIZE";
     pub const BUSY_TIMEOUT_MS: &str = "ENCLAVE_BUSY_TIMEOUT_MS";
+    pub const SESSION_IDLE_MINUTES: &str = "ENCLAVE_SESSION_IDLE_MINUTES";
+    pub const SESSION_MAX_HOURS: &str = "ENCLAVE_SESSION_MAX_HOURS";
+    pub const TRUST_PROXY: &str = "ENCLAVE_TRUST_PROXY";
 
     /// Every variable above; anything else starting with `ENCLAVE_` earns a warning.
     pub const ALL: &[&str] = &[
@@ -46,6 +49,9 @@ pub mod env {
         MAX_OPEN_TENANT_POOLS,
         TENANT_POOL_SIZE,
         BUSY_TIMEOUT_MS,
+        SESSION_IDLE_MINUTES,
+        SESSION_MAX_HOURS,
+        TRUST_PROXY,
     ];
 }
 
@@ -55,6 +61,7 @@ pub mod env {
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
 }
 
@@ -84,6 +91,29 @@ pub struct StorageConfig {
     pub tenant_pool_size: u32,
     /// How long a database call waits for a lock held by another connection before it fails, in ms.
     pub busy_timeout_ms: u64,
+}
+
+/// Sign-in and sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A browser session ends after this many minutes without a request.
+    pub session_idle_minutes: u64,
+    /// A browser session ends this many hours after sign-in, however active.
+    pub session_max_hours: u64,
+    /// Trust `X-Forwarded-For` / `X-Forwarded-Proto` from a reverse proxy in front of Enclave
+    /// (client address for throttling and audit; `Secure` cookies when the proxy speaks HTTPS).
+    pub trust_proxy: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            trust_proxy: false,
+        }
+    }
 }
 
 /// Logging.
@@ -307,6 +337,15 @@ impl Config {
         if let Some(v) = lookup(env::BUSY_TIMEOUT_MS) {
             self.storage.busy_timeout_ms = parse(env::BUSY_TIMEOUT_MS, v)?;
         }
+        if let Some(v) = lookup(env::SESSION_IDLE_MINUTES) {
+            self.auth.session_idle_minutes = parse(env::SESSION_IDLE_MINUTES, v)?;
+        }
+        if let Some(v) = lookup(env::SESSION_MAX_HOURS) {
+            self.auth.session_max_hours = parse(env::SESSION_MAX_HOURS, v)?;
+        }
+        if let Some(v) = lookup(env::TRUST_PROXY) {
+            self.auth.trust_proxy = parse(env::TRUST_PROXY, v)?;
+        }
         Ok(())
     }
 
@@ -362,6 +401,20 @@ impl Config {
                 "storage.tenant_pool_size",
                 self.storage.tenant_pool_size.to_string(),
                 "must be between 1 and 64",
+            ));
+        }
+        if !(1..=7 * 24 * 60).contains(&self.auth.session_idle_minutes) {
+            return Err(bad(
+                "auth.session_idle_minutes",
+                self.auth.session_idle_minutes.to_string(),
+                "must be between 1 and 10080 (one week)",
+            ));
+        }
+        if !(1..=30 * 24).contains(&self.auth.session_max_hours) {
+            return Err(bad(
+                "auth.session_max_hours",
+                self.auth.session_max_hours.to_string(),
+                "must be between 1 and 720 (30 days)",
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
@@ -426,6 +479,20 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 
 # How long a database call waits for a lock before failing, in milliseconds. Env: ENCLAVE_BUSY_TIMEOUT_MS
 # busy_timeout_ms = 5000
+
+[auth]
+# A browser session ends after this many minutes without a request (1-10080).
+# Env: ENCLAVE_SESSION_IDLE_MINUTES
+# session_idle_minutes = 30
+
+# A browser session ends this many hours after sign-in, however active (1-720).
+# Env: ENCLAVE_SESSION_MAX_HOURS
+# session_max_hours = 12
+
+# Set to true when Enclave runs behind a reverse proxy on the same host: the client address comes
+# from X-Forwarded-For, and cookies are marked Secure when X-Forwarded-Proto is https.
+# Env: ENCLAVE_TRUST_PROXY
+# trust_proxy = false
 
 [log]
 # error, warn, info, debug, trace, or a filter such as "info,enclave=debug".

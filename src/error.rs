@@ -63,8 +63,26 @@ error_codes! {
     RouteNotFound = (NOT_FOUND, "route_not_found"),
     /// The route exists but not with this method.
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method_not_allowed"),
-    /// The caller may not do this from where it is (today: the admin API answers loopback only).
+    /// The caller is signed in but its role does not allow this.
     Forbidden = (FORBIDDEN, "forbidden"),
+    /// Wrong username or password (the message never says which).
+    InvalidCredentials = (UNAUTHORIZED, "invalid_credentials"),
+    /// No valid session or API key came with the request.
+    Unauthenticated = (UNAUTHORIZED, "unauthenticated"),
+    /// The session ended (idle or absolute timeout); sign in again.
+    SessionExpired = (UNAUTHORIZED, "session_expired"),
+    /// The account must choose a new password before doing anything else.
+    PasswordChangeRequired = (FORBIDDEN, "password_change_required"),
+    /// A cookie-authenticated change came without the session's CSRF token.
+    CsrfFailed = (FORBIDDEN, "csrf_failed"),
+    /// Too many attempts; retry after `Retry-After` seconds.
+    TooManyRequests = (TOO_MANY_REQUESTS, "too_many_requests"),
+    /// The new password does not meet the password policy.
+    WeakPassword = (BAD_REQUEST, "weak_password"),
+    /// An account with this username exists.
+    UserExists = (CONFLICT, "user_exists"),
+    /// No account has this username.
+    UserNotFound = (NOT_FOUND, "user_not_found"),
     /// No tenant has this id.
     TenantNotFound = (NOT_FOUND, "tenant_not_found"),
     /// A tenant with this id already exists.
@@ -95,6 +113,10 @@ pub trait ErrorCode: std::fmt::Display {
     /// so that paths, SQL and other details stay in the log.
     fn public_message(&self) -> String {
         self.to_string()
+    }
+    /// Seconds for `Retry-After`, for errors that say when to come back.
+    fn retry_after(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -150,9 +172,9 @@ impl<E: ErrorCode> From<E> for ApiError {
         if code == Code::Internal || code.status().is_server_error() {
             api.internal = Some(e.to_string());
         }
-        if code.status() == StatusCode::SERVICE_UNAVAILABLE {
-            api.retry_after = Some(1);
-        }
+        api.retry_after = e
+            .retry_after()
+            .or_else(|| (code.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
         api
     }
 }

@@ -17,6 +17,7 @@ pub mod db;
 pub mod doctor;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod models;
 pub mod notify;

@@ -6,7 +6,12 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::db::system::{Instance, SystemDb};
+use crate::identity::session::SessionPolicy;
+use crate::identity::throttle::LoginThrottle;
 use crate::tenancy::TenantRegistry;
+
+/// At most this many password hashes are computed at once (each takes 19 MiB and tens of ms of CPU).
+pub const CONCURRENT_PASSWORD_HASHES: usize = 2;
 
 /// Shared, cheaply cloned state of a running server.
 #[derive(Clone)]
@@ -16,6 +21,10 @@ pub struct AppState {
     pub tenants: Arc<TenantRegistry>,
     pub instance: Arc<Instance>,
     pub started: Instant,
+    /// Failed sign-in counters.
+    pub login_throttle: Arc<LoginThrottle>,
+    /// Bounds concurrent argon2 work so sign-in storms cannot exhaust memory or CPU.
+    pub password_hashes: Arc<tokio::sync::Semaphore>,
     /// Set once start-up finished (migrations applied); cleared when shutdown begins.
     ready: Arc<AtomicBool>,
 }
@@ -33,7 +42,17 @@ impl AppState {
             tenants,
             instance: Arc::new(instance),
             started: Instant::now(),
+            login_throttle: Arc::new(LoginThrottle::default()),
+            password_hashes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_HASHES)),
             ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Session timeouts from the configuration.
+    pub fn session_policy(&self) -> SessionPolicy {
+        SessionPolicy {
+            idle: std::time::Duration::from_secs(self.config.auth.session_idle_minutes * 60),
+            absolute: std::time::Duration::from_secs(self.config.auth.session_max_hours * 3600),
         }
     }
 

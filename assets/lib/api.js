@@ -10,8 +10,22 @@ export class ApiError extends Error {
   }
 }
 
+// The session's CSRF token, sent with every change (the session cookie itself is HttpOnly).
+let csrfToken = null;
+// Called when the server says the session is gone, so the app can show the sign-in page.
+let onSignedOut = () => {};
+
+export function setCsrfToken(token) {
+  csrfToken = token;
+}
+
+export function whenSignedOut(callback) {
+  onSignedOut = callback;
+}
+
 async function call(method, path, body) {
-  const init = { method, headers: { Accept: 'application/json' } };
+  const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+  if (method !== 'GET' && csrfToken) init.headers['X-CSRF-Token'] = csrfToken;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -31,6 +45,9 @@ async function call(method, path, body) {
   }
   if (!response.ok) {
     const err = data && data.error;
+    if (response.status === 401 && path !== '/api/v1/auth/login' && path !== '/api/v1/auth/session') {
+      onSignedOut();
+    }
     throw new ApiError(
       response.status,
       err ? err.code : 'http_' + response.status,
@@ -45,4 +62,6 @@ export const api = {
   get: (path) => call('GET', path),
   post: (path, body) => call('POST', path, body),
   patch: (path, body) => call('PATCH', path, body),
+  put: (path, body) => call('PUT', path, body),
+  del: (path) => call('DELETE', path),
 };

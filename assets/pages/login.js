@@ -1,6 +1,9 @@
-// Sign-in form. It posts to the same API that scripts use and shows the server's answer.
+// Sign-in form. On success the session is stored and the app continues, or asks for a new password
+// first when the account must change it (the bootstrap administrator, or after a reset).
 import { html, useState } from '../vendor/htm-preact-3.1.1.js';
 import { api } from '../lib/api.js';
+import { navigate } from '../lib/router.js';
+import { setSession } from '../lib/session.js';
 import { ErrorBanner } from '../lib/ui.js';
 
 export function Login() {
@@ -14,12 +17,14 @@ export function Login() {
     setBusy(true);
     setError(null);
     try {
-      await api.post('/api/v1/auth/login', { username, password });
+      const info = await api.post('/api/v1/auth/login', { username, password });
+      setSession(info);
+      navigate(info.user.must_change_password ? '/account/password' : '/');
     } catch (e) {
       setError(e);
+      setPassword('');
     } finally {
       setBusy(false);
-      setPassword('');
     }
   }
 
@@ -39,6 +44,8 @@ export function Login() {
         </div>
         <${ErrorBanner} error=${error} />
         <button type="submit" disabled=${busy}>${busy ? 'Signing in…' : 'Sign in'}</button>
+        <p class="small muted">First start? The administrator's one-time password was printed by the server and
+          saved in <code>bootstrap-admin.txt</code> in its data directory.</p>
       </form>
     </div>`;
 }

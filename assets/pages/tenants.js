@@ -2,6 +2,7 @@
 import { html, useEffect, useState } from '../vendor/htm-preact-3.1.1.js';
 import { api } from '../lib/api.js';
 import { ErrorBanner, Loading, formatTime } from '../lib/ui.js';
+import { useSession } from '../lib/session.js';
 
 function CreateTenant({ onCreated }) {
   const [name, setName] = useState('');
@@ -52,6 +53,8 @@ function CreateTenant({ onCreated }) {
 }
 
 export function Tenants() {
+  const { info } = useSession();
+  const isAdmin = info && info.user.is_system_admin;
   const [tenants, setTenants] = useState(null);
   const [error, setError] = useState(null);
   const load = () => api.get('/api/v1/tenants').then((r) => { setTenants(r.tenants); setError(null); }, setError);
@@ -64,7 +67,9 @@ export function Tenants() {
         <h2 id="list-h" class="visually-hidden">All tenants</h2>
         <${ErrorBanner} error=${error} />
         ${tenants === null && !error ? html`<${Loading} what="tenants" />` : null}
-        ${tenants && tenants.length === 0 ? html`<p class="muted">No tenants yet. Create the first one.</p>` : null}
+        ${tenants && tenants.length === 0
+          ? html`<p class="muted">${isAdmin ? 'No tenants yet. Create the first one.' : 'You are not a member of any tenant yet.'}</p>`
+          : null}
         ${tenants && tenants.length > 0 && html`
           <table data-testid="tenant-table">
             <thead><tr><th scope="col">Id</th><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Created</th></tr></thead>
@@ -79,6 +84,6 @@ export function Tenants() {
             </tbody>
           </table>`}
       </section>
-      <${CreateTenant} onCreated=${load} />
+      ${isAdmin && html`<${CreateTenant} onCreated=${load} />`}
     </div>`;
 }

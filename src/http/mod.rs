@@ -5,11 +5,11 @@
 //! methods answer JSON too. Handlers stay thin: they extract, call the domain, and serialise.
 
 pub mod auth;
-pub mod guard;
 pub mod health;
 pub mod openapi;
 pub mod system;
 pub mod tenants;
+pub mod users;
 
 use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
 use actix_web::{web, HttpRequest};
@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     system::configure(cfg);
     tenants::configure(cfg);
     auth::configure(cfg);
+    users::configure(cfg);
 }
 
 /// A resource whose unsupported methods answer `405` in the house error shape.

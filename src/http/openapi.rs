@@ -41,14 +41,24 @@ pub struct ErrorDetail {
         super::tenants::show,
         super::tenants::get_settings,
         super::tenants::patch_settings,
+        super::tenants::list_members,
+        super::tenants::put_member,
+        super::tenants::delete_member,
         super::auth::login,
+        super::auth::logout,
+        super::auth::logout_all,
+        super::auth::current_session,
+        super::auth::change_password,
+        super::users::list,
+        super::users::create,
     ),
     components(schemas(ErrorResponse, ErrorDetail)),
     tags(
         (name = "probes", description = "Liveness, readiness and metrics for monitoring."),
         (name = "system", description = "The installation as a whole."),
         (name = "tenants", description = "Tenants: the unit of isolation, each with its own database."),
-        (name = "auth", description = "Sign-in."),
+        (name = "auth", description = "Sign-in, sessions and passwords. Browser calls that change something send the session's CSRF token in `X-CSRF-Token`."),
+        (name = "users", description = "Accounts (system administrators)."),
     )
 )]
 pub struct ApiDoc;

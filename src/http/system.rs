@@ -3,9 +3,9 @@
 use actix_web::web;
 use serde::Serialize;
 
-use super::guard::LocalAdmin;
 use crate::db::run_blocking;
 use crate::error::ApiResult;
+use crate::identity::principal::CurrentUser;
 use crate::models::ModelStatus;
 use crate::state::AppState;
 
@@ -31,9 +31,9 @@ pub struct SystemInfo {
 /// Version, uptime, tenant count, open tenant databases and model status.
 #[utoipa::path(get, path = "/api/v1/system/info", tag = "system", responses(
     (status = 200, description = "facts about the running instance", body = SystemInfo),
-    (status = 403, description = "not called from the Enclave host", body = crate::http::openapi::ErrorResponse)))]
+    (status = 401, description = "not signed in", body = crate::http::openapi::ErrorResponse)))]
 pub async fn info(
-    _admin: LocalAdmin,
+    _user: CurrentUser,
     state: web::Data<AppState>,
 ) -> ApiResult<web::Json<SystemInfo>> {
     let system = state.system.clone();

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::guard::LocalAdmin;
 use crate::db::system::TenantRecord;
 use crate::db::{run_blocking, Database, DbError};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::identity::principal::{CurrentUser, SystemAdmin};
+use crate::identity::{self, Action, IdentityError, Role};
 use crate::state::AppState;
 use crate::tenancy::extract::TenantCtx;
 use crate::tenancy::TenantId;
@@ -28,6 +29,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create)),
     )
     .service(super::resource("/api/v1/tenants/{tenant}").route(web::get().to(show)))
+    .service(super::resource("/api/v1/tenants/{tenant}/members").route(web::get().to(list_members)))
+    .service(
+        super::resource("/api/v1/tenants/{tenant}/members/{username}")
+            .route(web::put().to(put_member))
+            .route(web::delete().to(delete_member)),
+    )
     .service(
         super::resource("/api/v1/tenants/{tenant}/settings")
             .route(web::get().to(get_settings))
@@ -45,6 +52,8 @@ pub struct TenantList {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
+    /// Username of an account to make the tenant's first owner (optional).
+    pub owner: Option<String>,
     /// Display name, 1–200 characters.
     #[schema(example = "Acme Corp")]
     pub name: String,
@@ -71,26 +80,42 @@ pub struct Settings {
     pub settings: BTreeMap<String, serde_json::Value>,
 }
 
-/// Lists every tenant.
+/// Lists the tenants the caller can see: all of them for a system administrator, else those it belongs to.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", responses(
-    (status = 200, description = "every tenant, ordered by id", body = TenantList),
-    (status = 403, body = crate::http::openapi::ErrorResponse)))]
+    (status = 200, description = "tenants, ordered by id", body = TenantList),
+    (status = 401, description = "not signed in", body = crate::http::openapi::ErrorResponse)))]
 pub async fn list(
-    _admin: LocalAdmin,
+    caller: CurrentUser,
     state: web::Data<AppState>,
 ) -> ApiResult<web::Json<TenantList>> {
     let system = state.system.clone();
-    let tenants = run_blocking(move || system.list_tenants()).await?;
+    let user = caller.user().clone();
+    let tenants = run_blocking(move || {
+        let all = system.list_tenants()?;
+        if user.is_system_admin {
+            return Ok::<_, IdentityError>(all);
+        }
+        let mine: std::collections::HashSet<String> = system
+            .db
+            .read(|c| identity::memberships_of(c, &user.id))?
+            .into_iter()
+            .map(|m| m.tenant_id)
+            .collect();
+        Ok(all.into_iter().filter(|t| mine.contains(&t.id)).collect())
+    })
+    .await?;
     Ok(web::Json(TenantList { tenants }))
 }
 
-/// Creates a tenant with its own database.
+/// Creates a tenant with its own database (system administrators).
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenant, responses(
     (status = 201, description = "the tenant was created; `Location` names it", body = TenantRecord),
     (status = 400, description = "invalid id or name", body = crate::http::openapi::ErrorResponse),
+    (status = 403, description = "not a system administrator", body = crate::http::openapi::ErrorResponse),
+    (status = 404, description = "the owner account does not exist", body = crate::http::openapi::ErrorResponse),
     (status = 409, description = "a tenant with this id exists", body = crate::http::openapi::ErrorResponse)))]
 pub async fn create(
-    _admin: LocalAdmin,
+    _admin: SystemAdmin,
     state: web::Data<AppState>,
     body: web::Json<CreateTenant>,
 ) -> ApiResult<HttpResponse> {
@@ -100,7 +125,28 @@ pub async fn create(
         None => TenantId::from_name(&body.name)?,
     };
     let registry = state.tenants.clone();
-    let record = run_blocking(move || registry.create(&id, &body.name)).await?;
+    let system = state.system.clone();
+    let record = run_blocking(move || {
+        let owner = match body.owner.as_deref() {
+            Some(name) => {
+                let name = identity::validate_username(name)?;
+                let found = system
+                    .db
+                    .read(|c| identity::find_user_for_login(c, &name))?;
+                Some(found.ok_or(IdentityError::UserNotFound(name))?.0)
+            }
+            None => None,
+        };
+        let record = registry.create(&id, &body.name)?;
+        if let Some(owner) = owner {
+            system.db.write(|tx| {
+                identity::set_membership(tx, &record.id, &owner.id, Role::Owner)
+                    .map_err(IdentityError::from)
+            })?;
+        }
+        Ok::<_, ApiError>(record)
+    })
+    .await?;
     tracing::info!(tenant = %record.id, "tenant created");
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/tenants/{}", record.id)))
@@ -111,7 +157,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}", tag = "tenants",
     params(("tenant" = String, Path, description = "tenant id")),
     responses((status = 200, description = "the tenant", body = TenantDetail), (status = 404, description = "no such tenant", body = crate::http::openapi::ErrorResponse)))]
-pub async fn show(_admin: LocalAdmin, tenant: TenantCtx) -> ApiResult<web::Json<TenantDetail>> {
+pub async fn show(tenant: TenantCtx) -> ApiResult<web::Json<TenantDetail>> {
     let schema_version = tenant
         .run(|db| db.read(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))))
         .await?;
@@ -144,7 +190,7 @@ fn read_settings(db: &Database) -> Result<BTreeMap<String, serde_json::Value>, D
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/settings", tag = "tenants",
     params(("tenant" = String, Path, description = "tenant id")),
     responses((status = 200, description = "all settings of the tenant", body = Settings), (status = 404, description = "no such tenant", body = crate::http::openapi::ErrorResponse)))]
-pub async fn get_settings(_admin: LocalAdmin, tenant: TenantCtx) -> ApiResult<web::Json<Settings>> {
+pub async fn get_settings(tenant: TenantCtx) -> ApiResult<web::Json<Settings>> {
     let settings = tenant.run(read_settings).await?;
     Ok(web::Json(Settings { settings }))
 }
@@ -164,12 +210,13 @@ fn valid_key(key: &str) -> bool {
         (status = 200, description = "all settings after the change", body = Settings),
         (status = 400, description = "invalid key or value too large", body = crate::http::openapi::ErrorResponse),
         (status = 404, description = "no such tenant", body = crate::http::openapi::ErrorResponse),
+        (status = 403, description = "the caller's role is below admin", body = crate::http::openapi::ErrorResponse),
         (status = 409, description = "tenant suspended", body = crate::http::openapi::ErrorResponse)))]
 pub async fn patch_settings(
-    _admin: LocalAdmin,
     tenant: TenantCtx,
     body: web::Json<BTreeMap<String, serde_json::Value>>,
 ) -> ApiResult<web::Json<Settings>> {
+    tenant.require(Action::Manage)?;
     tenant.ensure_writable()?;
     let changes = body.into_inner();
     let mut encoded = Vec::with_capacity(changes.len());
@@ -221,4 +268,165 @@ pub async fn patch_settings(
         })
         .await?;
     Ok(web::Json(Settings { settings }))
+}
+
+/// A member of a tenant.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Member {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+}
+
+/// The members of a tenant.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MemberList {
+    pub members: Vec<Member>,
+}
+
+fn members_of(system: &crate::db::system::SystemDb, tenant: &str) -> Result<Vec<Member>, DbError> {
+    system.db.read(|c| {
+        let mut stmt = c.prepare_cached(
+            "SELECT u.username, u.display_name, m.role FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.tenant_id = ?1 ORDER BY u.username",
+        )?;
+        let rows = stmt.query_map([tenant], |r| {
+            let role: String = r.get(2)?;
+            Ok(Member {
+                username: r.get(0)?,
+                display_name: r.get(1)?,
+                role: Role::parse(&role).unwrap_or(Role::Viewer),
+            })
+        })?;
+        rows.collect()
+    })
+}
+
+/// Lists the members of a tenant (any member may see them).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/members", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id")),
+    responses((status = 200, description = "members by username", body = MemberList),
+        (status = 404, description = "no such tenant", body = crate::http::openapi::ErrorResponse)))]
+pub async fn list_members(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+) -> ApiResult<web::Json<MemberList>> {
+    tenant.require(Action::Read)?;
+    let system = state.system.clone();
+    let id = tenant.id().to_string();
+    let members = run_blocking(move || members_of(&system, &id)).await?;
+    Ok(web::Json(MemberList { members }))
+}
+
+/// The role to give.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    /// `owner`, `admin`, `editor` or `viewer`.
+    pub role: String,
+}
+
+fn check_role_change(
+    tenant: &TenantCtx,
+    new_role: Option<Role>,
+    current: Option<Role>,
+) -> Result<(), IdentityError> {
+    tenant.require(Action::Manage)?;
+    // Only owners (and system administrators) may create or remove owners.
+    let touches_owner = new_role == Some(Role::Owner) || current == Some(Role::Owner);
+    if touches_owner && !tenant.role.allows(Action::Own) && !tenant.caller.user().is_system_admin {
+        return Err(IdentityError::RoleTooLow);
+    }
+    Ok(())
+}
+
+/// Adds a member or changes a member's role (admins; owners for the owner role).
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/members/{username}", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id"), ("username" = String, Path, description = "account")),
+    request_body = RoleChange,
+    responses((status = 200, description = "the members after the change", body = MemberList),
+        (status = 403, description = "role too low", body = crate::http::openapi::ErrorResponse),
+        (status = 404, description = "no such tenant or account", body = crate::http::openapi::ErrorResponse)))]
+pub async fn put_member(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    path: web::Path<(String, String)>,
+    body: web::Json<RoleChange>,
+) -> ApiResult<web::Json<MemberList>> {
+    let (_, username) = path.into_inner();
+    let role =
+        Role::parse(&body.role).ok_or_else(|| IdentityError::InvalidRole(body.role.clone()))?;
+    let username = identity::validate_username(&username)?;
+    let system = state.system.clone();
+    let tenant_id = tenant.id().to_string();
+    let lookup = (system.clone(), tenant_id.clone(), username.clone());
+    let (user, current) = run_blocking(move || {
+        let (system, tenant_id, username) = lookup;
+        let (user, _) = system
+            .db
+            .read(|c| identity::find_user_for_login(c, &username))?
+            .ok_or(IdentityError::UserNotFound(username))?;
+        let current = system
+            .db
+            .read(|c| identity::role_in(c, &user.id, &tenant_id))?;
+        Ok::<_, IdentityError>((user, current))
+    })
+    .await?;
+    check_role_change(&tenant, Some(role), current)?;
+    let members = run_blocking(move || {
+        system.db.write(|tx| {
+            identity::set_membership(tx, &tenant_id, &user.id, role).map_err(DbError::from)
+        })?;
+        members_of(&system, &tenant_id)
+    })
+    .await?;
+    Ok(web::Json(MemberList { members }))
+}
+
+/// Removes a member (admins; owners to remove an owner).
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/members/{username}", tag = "tenants",
+    params(("tenant" = String, Path, description = "tenant id"), ("username" = String, Path, description = "account")),
+    responses((status = 200, description = "the members after the change", body = MemberList),
+        (status = 403, description = "role too low", body = crate::http::openapi::ErrorResponse),
+        (status = 404, description = "no such tenant or member", body = crate::http::openapi::ErrorResponse)))]
+pub async fn delete_member(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    path: web::Path<(String, String)>,
+) -> ApiResult<web::Json<MemberList>> {
+    let (_, username) = path.into_inner();
+    let username = identity::validate_username(&username)?;
+    let system = state.system.clone();
+    let tenant_id = tenant.id().to_string();
+    let lookup = (system.clone(), tenant_id.clone(), username.clone());
+    let (user_id, current) = run_blocking(move || {
+        let (system, tenant_id, username) = lookup;
+        let found = system
+            .db
+            .read(|c| identity::find_user_for_login(c, &username))?;
+        let Some((user, _)) = found else {
+            return Err(IdentityError::UserNotFound(username));
+        };
+        let current = system
+            .db
+            .read(|c| identity::role_in(c, &user.id, &tenant_id))?;
+        Ok((user.id, current))
+    })
+    .await?;
+    if current.is_none() {
+        return Err(IdentityError::UserNotFound(username).into());
+    }
+    check_role_change(&tenant, None, current)?;
+    let members = run_blocking(move || {
+        system.db.write(|tx| {
+            tx.execute(
+                "DELETE FROM memberships WHERE tenant_id = ?1 AND user_id = ?2",
+                [&tenant_id, &user_id],
+            )
+            .map_err(DbError::from)
+        })?;
+        members_of(&system, &tenant_id)
+    })
+    .await?;
+    Ok(web::Json(MemberList { members }))
 }

@@ -1,9 +1,10 @@
 //! `TenantCtx`: the only road from an HTTP handler to a tenant's data.
 //!
-//! A handler that takes a [`TenantCtx`] receives the open database of exactly one tenant, the one the
-//! request is entitled to. Today that is the `{tenant}` segment of the path, and the admin API that
-//! carries it answers loopback callers only ([`crate::http::guard::LocalAdmin`]); with accounts, this
-//! extractor is where membership and role are checked. Handlers never see the registry or a path.
+//! Extracting a [`TenantCtx`] authenticates the caller ([`CurrentUser`]), parses the `{tenant}` path
+//! segment, and finds the caller's role there: a membership, or `admin` for system administrators.
+//! A caller who is not a member gets `404 tenant_not_found`, exactly as for a tenant that does not
+//! exist, so tenant ids do not leak. Only then is the tenant's database opened. Handlers check what they
+//! do against the role with [`TenantCtx::require`]; they never see the registry or a path.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,11 +16,15 @@ use super::{TenantDb, TenantError, TenantId};
 use crate::db::run_blocking;
 use crate::db::system::TenantRecord;
 use crate::error::{ApiError, Code};
+use crate::identity::principal::CurrentUser;
+use crate::identity::{Action, IdentityError, Role};
 use crate::state::AppState;
 
-/// The tenant a request acts on, with its open database.
+/// The tenant a request acts on, with its open database and the caller's role in it.
 pub struct TenantCtx {
     pub record: TenantRecord,
+    pub caller: CurrentUser,
+    pub role: Role,
     tenant: Arc<TenantDb>,
 }
 
@@ -31,6 +36,15 @@ impl TenantCtx {
     /// The tenant's database. Only this tenant's.
     pub fn db(&self) -> &crate::db::Database {
         self.tenant.db()
+    }
+
+    /// Refuses the action unless the caller's role allows it (the matrix is `Role::allows`).
+    pub fn require(&self, action: Action) -> Result<(), IdentityError> {
+        if self.role.allows(action) {
+            Ok(())
+        } else {
+            Err(IdentityError::RoleTooLow)
+        }
     }
 
     /// Refuses changes to a suspended tenant.
@@ -59,18 +73,38 @@ impl FromRequest for TenantCtx {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let raw = req.match_info().get("tenant").map(str::to_string);
+        let caller = CurrentUser::from_request(req, payload);
         Box::pin(async move {
+            let caller = caller.await?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             let raw = raw.ok_or_else(|| {
                 ApiError::new(Code::RouteNotFound, "this route does not name a tenant")
             })?;
             let id = TenantId::parse(&raw)?;
+            let user = caller.user().clone();
+            let system = state.system.clone();
+            let lookup_id = id.clone();
+            let role = run_blocking(move || {
+                if user.is_system_admin {
+                    return Ok::<_, TenantError>(Some(Role::Admin));
+                }
+                Ok(system
+                    .db
+                    .read(|c| crate::identity::role_in(c, &user.id, lookup_id.as_str()))?)
+            })
+            .await?
+            .ok_or_else(|| TenantError::NotFound(id.clone()))?;
             let registry = state.tenants.clone();
             let (record, tenant) = run_blocking(move || registry.get(&id)).await?;
-            Ok(TenantCtx { record, tenant })
+            Ok(TenantCtx {
+                record,
+                caller,
+                role,
+                tenant,
+            })
         })
     }
 }

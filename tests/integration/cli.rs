@@ -72,7 +72,7 @@ fn tenant_commands_and_version() {
         out.starts_with(&format!("enclave {}", env!("CARGO_PKG_VERSION"))),
         "{out}"
     );
-    assert!(out.contains("schema: system 1, tenant 1"), "{out}");
+    assert!(out.contains("schema: system 2, tenant 1"), "{out}");
 }
 
 #[test]

@@ -41,10 +41,13 @@ fn sigterm_during_load_lets_in_flight_requests_finish_and_exits_zero() {
     // A request that is in flight when the signal arrives: headers and half the body sent.
     let body = br#"{"during": "shutdown", "pad": "0123456789012345678901234567890123456789"}"#;
     let addr = server.base.trim_start_matches("http://").to_string();
+    let admin = server.admin.clone().expect("admin session");
     let mut slow = TcpStream::connect(&addr).expect("connect");
     write!(
         slow,
-        "PATCH /api/v1/tenants/acme/settings HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "PATCH /api/v1/tenants/acme/settings HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\nX-CSRF-Token: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        admin.cookie,
+        admin.csrf,
         body.len()
     )
     .expect("headers");
@@ -58,16 +61,17 @@ fn sigterm_during_load_lets_in_flight_requests_finish_and_exits_zero() {
     let base = server.base.clone();
     let loaders: Vec<_> = (0..4)
         .map(|i| {
-            let (stop, ok, base) = (stop.clone(), ok.clone(), base.clone());
+            let (stop, ok, base, admin) = (stop.clone(), ok.clone(), base.clone(), admin.clone());
             std::thread::spawn(move || {
                 let agent = agent();
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let url = format!("{base}/api/v1/tenants/acme/settings");
-                    match agent
+                    let request = agent
                         .patch(&url)
-                        .send_json(json!({ format!("load-{i}"): n }))
-                    {
+                        .header("cookie", &admin.cookie)
+                        .header("x-csrf-token", &admin.csrf);
+                    match request.send_json(json!({ format!("load-{i}"): n })) {
                         // A response that arrives must be a proper answer: 200, or 503 while draining.
                         Ok(res) => {
                             let status = res.status().as_u16();
@@ -253,7 +257,7 @@ fn migrate_dry_run_then_apply_then_noop() {
     assert_eq!(code, 0, "{err}");
     let (code, out, _) = run(dir, &["--data-dir", "d", "migrate"]);
     assert_eq!(code, 0);
-    assert!(out.contains("system.db: schema 1 is current"), "{out}");
+    assert!(out.contains("system.db: schema 2 is current"), "{out}");
     assert!(
         out.contains("1 tenant database(s): 1 already current"),
         "{out}"

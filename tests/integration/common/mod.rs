@@ -35,6 +35,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Pass `--data-dir <tmp>/data` (otherwise the embedded default `./data` in the temp cwd applies).
     pub explicit_data_dir: bool,
+    /// Sign the administrator in once the server is up (see `Server::sign_in_admin`).
+    pub sign_in: bool,
 }
 
 impl Default for Options {
@@ -43,21 +45,35 @@ impl Default for Options {
             args: Vec::new(),
             env: vec![("ENCLAVE_LISTEN".into(), "127.0.0.1:0".into())],
             explicit_data_dir: true,
+            sign_in: true,
         }
     }
 }
 
-/// A running server.
+/// The password the harness gives the bootstrap administrator after its first sign-in.
+pub const ADMIN_PASSWORD: &str = "harness admin passphrase 1";
+
+/// A signed-in browser session: the cookie to send and the CSRF token for changes.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// A running server. Requests made through `get`/`post_json`/... carry the administrator's session;
+/// the `*_as` variants take another session or none.
 pub struct Server {
     pub child: Child,
     pub base: String,
     pub cwd: tempfile::TempDir,
     pub data_dir: PathBuf,
     pub stderr_path: PathBuf,
+    pub admin: Option<Session>,
     agent: ureq::Agent,
 }
 
 /// A finished HTTP exchange.
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: ureq::http::HeaderMap,
@@ -173,14 +189,19 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(base) = rx.recv_timeout(Duration::from_millis(50)) {
-                return Ok(Server {
+                let mut server = Server {
                     child,
                     base,
                     cwd,
                     data_dir,
                     stderr_path,
+                    admin: None,
                     agent: agent(),
-                });
+                };
+                if options.sign_in {
+                    server.admin = Some(server.sign_in_admin());
+                }
+                return Ok(server);
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
@@ -198,34 +219,126 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// Sends a request with an optional JSON body as `session` (or anonymously).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        session: Option<&Session>,
+    ) -> Reply {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        let request = match session {
+            Some(s) => request
+                .header("cookie", &s.cookie)
+                .header("x-csrf-token", &s.csrf),
+            None => request,
+        };
+        let result = match body {
+            Some(json) => self.agent.run(
+                request
+                    .header("content-type", "application/json")
+                    .body(json.to_string())
+                    .expect("request"),
+            ),
+            None => self.agent.run(request.body(()).expect("request")),
+        };
+        collect(result)
+    }
+
     pub fn get(&self, path: &str) -> Reply {
-        collect(self.agent.get(&self.url(path)).call())
+        self.call("GET", path, None, self.admin.as_ref())
+    }
+
+    pub fn get_as(&self, path: &str, session: Option<&Session>) -> Reply {
+        self.call("GET", path, None, session)
     }
 
     pub fn get_with(&self, path: &str, header: (&str, &str)) -> Reply {
-        collect(
-            self.agent
-                .get(&self.url(path))
-                .header(header.0, header.1)
-                .call(),
-        )
+        let mut request = self.agent.get(&self.url(path)).header(header.0, header.1);
+        if let Some(s) = &self.admin {
+            request = request.header("cookie", &s.cookie);
+        }
+        collect(request.call())
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> Reply {
-        collect(self.agent.post(&self.url(path)).send_json(body))
+        self.call("POST", path, Some(body), self.admin.as_ref())
+    }
+
+    pub fn post_json_as(&self, path: &str, body: &Value, session: Option<&Session>) -> Reply {
+        self.call("POST", path, Some(body), session)
     }
 
     pub fn patch_json(&self, path: &str, body: &Value) -> Reply {
-        collect(self.agent.patch(&self.url(path)).send_json(body))
+        self.call("PATCH", path, Some(body), self.admin.as_ref())
     }
 
     pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
-        collect(
-            self.agent
-                .post(&self.url(path))
-                .header("content-type", content_type)
-                .send(&body[..]),
-        )
+        let mut request = self
+            .agent
+            .post(&self.url(path))
+            .header("content-type", content_type);
+        if let Some(s) = &self.admin {
+            request = request
+                .header("cookie", &s.cookie)
+                .header("x-csrf-token", &s.csrf);
+        }
+        collect(request.send(&body[..]))
+    }
+
+    /// Signs in; on success returns the session, else the failed reply.
+    pub fn login(&self, username: &str, password: &str) -> Result<Session, Box<Reply>> {
+        let reply = self.call(
+            "POST",
+            "/api/v1/auth/login",
+            Some(&json!({"username": username, "password": password})),
+            None,
+        );
+        if reply.status != 200 {
+            return Err(Box::new(reply));
+        }
+        Ok(session_from(&reply))
+    }
+
+    /// Changes a password; returns the new session the server issues.
+    pub fn change_password(&self, session: &Session, current: &str, new: &str) -> Session {
+        let reply = self.call(
+            "POST",
+            "/api/v1/auth/password",
+            Some(&json!({"current_password": current, "new_password": new})),
+            Some(session),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        session_from(&reply)
+    }
+
+    /// Signs the administrator in: on a fresh data directory with the printed one-time password
+    /// (then sets [`ADMIN_PASSWORD`]), else with [`ADMIN_PASSWORD`].
+    fn sign_in_admin(&self) -> Session {
+        let bootstrap = std::fs::read_to_string(self.data_dir.join("bootstrap-admin.txt")).ok();
+        match bootstrap.as_deref().and_then(bootstrap_password) {
+            Some(first) => {
+                let session = self.login("admin", &first).expect("bootstrap sign-in");
+                self.change_password(&session, &first, ADMIN_PASSWORD)
+            }
+            None => self
+                .login("admin", ADMIN_PASSWORD)
+                .unwrap_or_else(|r| panic!("admin sign-in failed: {}", r.body)),
+        }
+    }
+
+    /// Creates an account through the API with a settled password and signs it in.
+    pub fn user(&self, username: &str) -> Session {
+        let password = format!("{username} long enough password");
+        let reply = self.post_json(
+            "/api/v1/users",
+            &json!({"username": username, "password": password, "must_change_password": false}),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        self.login(username, &password).expect("sign-in")
     }
 
     pub fn pid(&self) -> i32 {
@@ -279,6 +392,31 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         std::thread::sleep(Duration::from_millis(20));
     }
     None
+}
+
+/// The bootstrap password in the notice file's text.
+pub fn bootstrap_password(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 24 && !l.contains(' '))
+        .map(str::to_string)
+}
+
+/// The session a sign-in or password-change reply establishes.
+pub fn session_from(reply: &Reply) -> Session {
+    let set_cookie = reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.contains("enclave_session="))
+        .unwrap_or_else(|| panic!("no session cookie in {:?}", reply.headers));
+    let cookie = set_cookie.split(';').next().unwrap_or_default().to_string();
+    let csrf = reply.json()["csrf_token"]
+        .as_str()
+        .expect("csrf token")
+        .to_string();
+    Session { cookie, csrf }
 }
 
 /// Runs the binary to completion: (exit code, stdout, stderr).

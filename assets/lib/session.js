@@ -1,0 +1,45 @@
+// The signed-in user, shared by every view: loaded from GET /api/v1/auth/session at start and after
+// sign-in, cleared at sign-out. Views re-render when it changes.
+import { useEffect, useState } from '../vendor/htm-preact-3.1.1.js';
+import { api, setCsrfToken, whenSignedOut } from './api.js';
+
+let current = { loaded: false, info: null };
+const listeners = new Set();
+
+function publish(next) {
+  current = next;
+  setCsrfToken(next.info ? next.info.csrf_token : null);
+  listeners.forEach((fn) => fn(current));
+}
+
+export function setSession(info) {
+  publish({ loaded: true, info });
+}
+
+export async function loadSession() {
+  try {
+    setSession(await api.get('/api/v1/auth/session'));
+  } catch (e) {
+    setSession(null);
+  }
+}
+
+export async function signOut() {
+  try {
+    await api.post('/api/v1/auth/logout');
+  } finally {
+    setSession(null);
+  }
+}
+
+whenSignedOut(() => setSession(null));
+
+export function useSession() {
+  const [state, setState] = useState(current);
+  useEffect(() => {
+    listeners.add(setState);
+    setState(current);
+    return () => listeners.delete(setState);
+  }, []);
+  return state;
+}

@@ -1,0 +1,180 @@
+//! The extractors that authenticate a request; every handler states what it needs by its arguments:
+//!
+//! - [`Authenticated`]: a valid session, even one that must still change its password (used by the
+//!   session, password-change and sign-out endpoints only);
+//! - [`CurrentUser`]: a valid session whose password is settled — what almost every route takes;
+//! - [`SystemAdmin`]: a `CurrentUser` who is a system administrator.
+//!
+//! For requests other than GET/HEAD/OPTIONS the session's CSRF token must arrive in `X-CSRF-Token`.
+//! [`ClientInfo`] is the caller's address (the peer, or with `auth.trust_proxy` the last
+//! `X-Forwarded-For` hop) and user agent, and whether it came over HTTPS.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use super::session::{self, ActiveSession, SessionPolicy};
+use super::{IdentityError, User};
+use crate::db::run_blocking;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Where a request comes from.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+    /// The request reached the proxy over HTTPS (only trusted with `auth.trust_proxy`).
+    pub https: bool,
+}
+
+impl ClientInfo {
+    pub fn of(req: &HttpRequest, trust_proxy: bool) -> ClientInfo {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let forwarded = trust_proxy
+            .then(|| header("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.rsplit(',').next())
+            .map(|v| v.trim().to_string());
+        let ip = forwarded
+            .or_else(|| req.peer_addr().map(|a| a.ip().to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        ClientInfo {
+            ip,
+            user_agent: header("user-agent")
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect(),
+            https: trust_proxy
+                && header("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https")),
+        }
+    }
+}
+
+impl FromRequest for ClientInfo {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let trust = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|s| s.config.auth.trust_proxy);
+        std::future::ready(Ok(ClientInfo::of(req, trust)))
+    }
+}
+
+/// The session token a request carries, if any.
+pub fn session_token(req: &HttpRequest) -> Option<String> {
+    req.cookie(session::SECURE_COOKIE)
+        .or_else(|| req.cookie(session::COOKIE))
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// A valid session (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub session: ActiveSession,
+}
+
+impl Authenticated {
+    pub fn user(&self) -> &User {
+        &self.session.user
+    }
+}
+
+async fn authenticate(req: HttpRequest) -> Result<Authenticated, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("application state missing"))?;
+    let token = session_token(&req).ok_or(IdentityError::Unauthenticated)?;
+    let policy: SessionPolicy = state.session_policy();
+    let system = state.system.clone();
+    let session = run_blocking(move || session::lookup(&system, &token, policy)).await?;
+    if !is_safe(req.method()) {
+        let sent = req
+            .headers()
+            .get(session::CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !session::constant_time_eq(sent, session.csrf_token.as_bytes()) {
+            return Err(IdentityError::CsrfFailed.into());
+        }
+    }
+    Ok(Authenticated { session })
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        Box::pin(authenticate(req.clone()))
+    }
+}
+
+/// A signed-in user whose password is settled.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub Authenticated);
+
+impl CurrentUser {
+    pub fn user(&self) -> &User {
+        self.0.user()
+    }
+}
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let auth = authenticate(req).await?;
+            if auth.user().must_change_password {
+                return Err(IdentityError::PasswordChangeRequired.into());
+            }
+            Ok(CurrentUser(auth))
+        })
+    }
+}
+
+/// A signed-in system administrator.
+#[derive(Debug, Clone)]
+pub struct SystemAdmin(pub CurrentUser);
+
+impl SystemAdmin {
+    pub fn user(&self) -> &User {
+        self.0.user()
+    }
+}
+
+impl FromRequest for SystemAdmin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let current = CurrentUser::from_request(req, payload);
+        Box::pin(async move {
+            let current = current.await?;
+            if !current.user().is_system_admin {
+                return Err(IdentityError::NotSystemAdmin.into());
+            }
+            Ok(SystemAdmin(current))
+        })
+    }
+}

@@ -1,0 +1,388 @@
+//! Accounts, sign-in, sessions, CSRF, throttling, and role checks over HTTP.
+
+use crate::common::*;
+
+#[test]
+fn bootstrap_admin_must_change_the_one_time_password_first() {
+    let server = Server::start_with(Options {
+        sign_in: false,
+        ..Default::default()
+    });
+    let notice = server.data_dir.join("bootstrap-admin.txt");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&notice).expect("notice").permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the notice is readable by the service user only"
+    );
+    let password =
+        bootstrap_password(&std::fs::read_to_string(&notice).expect("read")).expect("password");
+    assert!(!server.stderr().contains(&password), "never in the log");
+
+    let session = server.login("admin", &password).expect("first sign-in");
+    let info = server.get_as("/api/v1/auth/session", Some(&session)).json();
+    assert_eq!(info["user"]["must_change_password"], true);
+    assert_eq!(info["user"]["is_system_admin"], true);
+    let blocked = server.get_as("/api/v1/tenants", Some(&session));
+    assert_eq!(blocked.status, 403);
+    assert_eq!(blocked.error_code(), "password_change_required");
+
+    let changed = server.change_password(&session, &password, "the new admin passphrase");
+    assert!(
+        !notice.exists(),
+        "the notice is removed once the password is changed"
+    );
+    assert_eq!(server.get_as("/api/v1/tenants", Some(&changed)).status, 200);
+    assert!(
+        server.login("admin", &password).is_err(),
+        "the one-time password is spent"
+    );
+}
+
+#[test]
+fn wrong_password_and_unknown_user_get_the_same_answer() {
+    let server = Server::start();
+    server.user("alice");
+    let wrong = server
+        .login("alice", "not the right password")
+        .expect_err("wrong password");
+    let unknown = server
+        .login("nobody-here", "not the right password")
+        .expect_err("unknown user");
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    assert_eq!(wrong.error_code(), "invalid_credentials");
+    assert_eq!(
+        wrong.json()["error"]["message"],
+        unknown.json()["error"]["message"]
+    );
+    assert!(wrong.header("set-cookie").is_none());
+    let log = server.stderr();
+    assert!(
+        !log.contains("not the right password"),
+        "passwords are never logged"
+    );
+}
+
+#[test]
+fn repeated_failures_are_throttled_with_retry_after() {
+    let server = Server::start();
+    server.user("bob");
+    for _ in 0..10 {
+        let reply = server.login("bob", "guess guess guess").expect_err("wrong");
+        assert_eq!(reply.status, 401);
+    }
+    let throttled = server
+        .login("bob", "bob long enough password")
+        .expect_err("throttled even with the right password");
+    assert_eq!(throttled.status, 429);
+    assert_eq!(throttled.error_code(), "too_many_requests");
+    let retry: u64 = throttled
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(retry > 0 && retry <= 900, "{retry}");
+    // Another account from the same machine is not locked out by bob's failures.
+    server.user("carol");
+}
+
+#[test]
+fn csrf_token_is_required_for_cookie_authenticated_changes() {
+    let server = Server::start();
+    let admin = server.admin.clone().expect("admin");
+    let no_token = Session {
+        cookie: admin.cookie.clone(),
+        csrf: String::new(),
+    };
+    let reply = server.post_json_as("/api/v1/tenants", &json!({"name": "Acme"}), Some(&no_token));
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.error_code(), "csrf_failed");
+    let wrong = Session {
+        cookie: admin.cookie.clone(),
+        csrf: "0".repeat(32),
+    };
+    assert_eq!(
+        server
+            .post_json_as("/api/v1/tenants", &json!({"name": "Acme"}), Some(&wrong))
+            .error_code(),
+        "csrf_failed"
+    );
+    // Reads need no token; nothing was created.
+    assert_eq!(
+        server.get_as("/api/v1/tenants", Some(&no_token)).json()["tenants"],
+        json!([])
+    );
+}
+
+#[test]
+fn sessions_rotate_at_sign_in_and_end_at_logout_and_password_change() {
+    let server = Server::start();
+    let first = server.user("dave");
+    // Signing in again while presenting the old cookie replaces it (no session fixation).
+    let reply = server.call(
+        "POST",
+        "/api/v1/auth/login",
+        Some(&json!({"username": "dave", "password": "dave long enough password"})),
+        Some(&first),
+    );
+    assert_eq!(reply.status, 200);
+    let second = session_from(&reply);
+    assert_ne!(first.cookie, second.cookie);
+    assert_eq!(
+        server.get_as("/api/v1/auth/session", Some(&first)).status,
+        401
+    );
+    assert_eq!(
+        server.get_as("/api/v1/auth/session", Some(&second)).json()["user"]["username"],
+        "dave"
+    );
+
+    // Logout ends the session; replaying its cookie is refused.
+    let logout = server.call("POST", "/api/v1/auth/logout", None, Some(&second));
+    assert_eq!(logout.status, 204);
+    assert!(logout
+        .header("set-cookie")
+        .unwrap_or_default()
+        .contains("Max-Age=0"));
+    let replay = server.get_as("/api/v1/auth/session", Some(&second));
+    assert_eq!(replay.status, 401);
+    assert_eq!(replay.error_code(), "unauthenticated");
+
+    // A password change ends every other session and issues a new one.
+    let a = server
+        .login("dave", "dave long enough password")
+        .expect("a");
+    let b = server
+        .login("dave", "dave long enough password")
+        .expect("b");
+    let weak = server.call(
+        "POST",
+        "/api/v1/auth/password",
+        Some(&json!({"current_password": "dave long enough password", "new_password": "password"})),
+        Some(&a),
+    );
+    assert_eq!(weak.status, 400);
+    assert_eq!(weak.error_code(), "weak_password");
+    let c = server.change_password(&a, "dave long enough password", "a brand new passphrase");
+    assert_eq!(server.get_as("/api/v1/auth/session", Some(&a)).status, 401);
+    assert_eq!(server.get_as("/api/v1/auth/session", Some(&b)).status, 401);
+    assert_eq!(server.get_as("/api/v1/auth/session", Some(&c)).status, 200);
+    assert!(server.login("dave", "dave long enough password").is_err());
+
+    // Logout everywhere.
+    let d = server.login("dave", "a brand new passphrase").expect("d");
+    let ended = server.call("POST", "/api/v1/auth/logout-all", None, Some(&d));
+    assert_eq!(ended.json()["sessions_ended"], 2);
+    assert_eq!(server.get_as("/api/v1/auth/session", Some(&c)).status, 401);
+}
+
+#[test]
+fn unauthenticated_requests_are_refused() {
+    let server = Server::start();
+    for path in [
+        "/api/v1/tenants",
+        "/api/v1/system/info",
+        "/api/v1/users",
+        "/api/v1/auth/session",
+    ] {
+        let reply = server.get_as(path, None);
+        assert_eq!(reply.status, 401, "{path}");
+        assert_eq!(reply.error_code(), "unauthenticated", "{path}");
+    }
+    assert_eq!(
+        server.get_as("/healthz", None).status,
+        200,
+        "probes stay open"
+    );
+}
+
+#[test]
+fn roles_decide_what_members_may_do_and_outsiders_see_nothing() {
+    let server = Server::start();
+    server.create_tenant("acme");
+    server.create_tenant("globex");
+    let viewer = server.user("vera");
+    let manager = server.user("adam");
+    let outsider = server.user("olga");
+    let put = |who: &str, role: &str| {
+        server.call(
+            "PUT",
+            &format!("/api/v1/tenants/acme/members/{who}"),
+            Some(&json!({"role": role})),
+            server.admin.as_ref(),
+        )
+    };
+    assert_eq!(put("vera", "viewer").status, 200);
+    assert_eq!(put("adam", "admin").status, 200);
+    assert_eq!(put("ghost", "viewer").error_code(), "user_not_found");
+    assert_eq!(put("vera", "emperor").error_code(), "invalid_request");
+
+    // Each sees only its own tenants.
+    let list = |s: &Session| -> Vec<String> {
+        server.get_as("/api/v1/tenants", Some(s)).json()["tenants"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|t| t["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(list(&viewer), ["acme"]);
+    assert_eq!(list(&outsider), Vec::<String>::new());
+    assert_eq!(
+        list(server.admin.as_ref().expect("admin")),
+        ["acme", "globex"]
+    );
+
+    // Outsiders get 404 for a tenant that exists, exactly as for one that does not.
+    let foreign = server.get_as("/api/v1/tenants/acme", Some(&outsider));
+    let missing = server.get_as("/api/v1/tenants/nope", Some(&outsider));
+    assert_eq!((foreign.status, missing.status), (404, 404));
+    assert_eq!(
+        foreign.json()["error"]["code"],
+        missing.json()["error"]["code"]
+    );
+    let foreign_globex = server.get_as("/api/v1/tenants/globex/settings", Some(&viewer));
+    assert_eq!(foreign_globex.status, 404);
+
+    // A viewer reads but cannot change settings; an admin can.
+    assert_eq!(
+        server
+            .get_as("/api/v1/tenants/acme/settings", Some(&viewer))
+            .status,
+        200
+    );
+    let denied = server.call(
+        "PATCH",
+        "/api/v1/tenants/acme/settings",
+        Some(&json!({"a": 1})),
+        Some(&viewer),
+    );
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.error_code(), "forbidden");
+    let allowed = server.call(
+        "PATCH",
+        "/api/v1/tenants/acme/settings",
+        Some(&json!({"a": 1})),
+        Some(&manager),
+    );
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+
+    // A tenant admin manages members but cannot create owners; system admins can.
+    let as_manager = |who: &str, role: &str| {
+        server.call(
+            "PUT",
+            &format!("/api/v1/tenants/acme/members/{who}"),
+            Some(&json!({"role": role})),
+            Some(&manager),
+        )
+    };
+    assert_eq!(as_manager("olga", "editor").status, 200);
+    assert_eq!(as_manager("olga", "owner").status, 403);
+    assert_eq!(put("olga", "owner").status, 200);
+    let removed = server.call(
+        "DELETE",
+        "/api/v1/tenants/acme/members/olga",
+        None,
+        Some(&manager),
+    );
+    assert_eq!(removed.status, 403, "an admin cannot remove an owner");
+
+    // Only system administrators create tenants and accounts.
+    assert_eq!(
+        server
+            .post_json_as("/api/v1/tenants", &json!({"name": "X"}), Some(&manager))
+            .status,
+        403
+    );
+    assert_eq!(server.get_as("/api/v1/users", Some(&manager)).status, 403);
+    let members = server
+        .get_as("/api/v1/tenants/acme/members", Some(&viewer))
+        .json();
+    let names: Vec<&str> = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["username"].as_str())
+        .collect();
+    assert_eq!(names, ["adam", "olga", "vera"]);
+}
+
+#[test]
+fn cli_creates_accounts_from_stdin_and_resets_passwords() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let dir = cwd.path();
+    run(dir, &["migrate"]);
+    let add = |args: &[&str], stdin: &str| {
+        let mut child = enclave(dir)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), stdin.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = add(
+        &["user", "add", "root", "--system-admin", "--password-stdin"],
+        "a strong root passphrase\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Created system administrator root"), "{out}");
+    let (code, _, err) = add(&["user", "add", "weak", "--password-stdin"], "123456\n");
+    assert_ne!(code, Some(0));
+    assert!(err.contains("at least 12 characters"), "{err}");
+    let (code, _, err) = add(
+        &["user", "add", "root", "--password-stdin"],
+        "another strong passphrase\n",
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("user root already exists"), "{err}");
+    let (code, _, _) = run(dir, &["user", "add", "nopass"]);
+    assert_ne!(code, 0, "--password-stdin is required");
+
+    let (code, out, _) = run(dir, &["user", "reset-password", "root"]);
+    assert_eq!(code, 0);
+    let temporary = out
+        .lines()
+        .last()
+        .expect("password line")
+        .trim()
+        .to_string();
+    assert_eq!(temporary.len(), 24);
+
+    // No bootstrap admin on an installation that already has accounts; root must change the
+    // temporary password before anything else.
+    let data = dir.join("data");
+    let server = Server::spawn(
+        tempfile::tempdir().expect("tempdir"),
+        data.clone(),
+        Options {
+            sign_in: false,
+            ..Default::default()
+        },
+    );
+    assert!(!data.join("bootstrap-admin.txt").exists());
+    let root = server
+        .login("root", &temporary)
+        .expect("temporary password works");
+    assert_eq!(
+        server.get_as("/api/v1/users", Some(&root)).error_code(),
+        "password_change_required"
+    );
+    let root = server.change_password(&root, &temporary, "root's own new passphrase");
+    assert_eq!(server.get_as("/api/v1/users", Some(&root)).status, 200);
+    let (_, list, _) = run(dir, &["user", "list", "--json"]);
+    let users: Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(users.as_array().map(Vec::len), Some(1));
+    assert_eq!(users[0]["must_change_password"], false);
+}
