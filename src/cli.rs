@@ -91,6 +91,42 @@ pub enum Command {
     /// Manage local accounts. Works while the server runs.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage API keys of a tenant. Works while the server runs.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key and print it once (store it now: only its hash is kept).
+    Create {
+        /// Tenant id
+        #[arg(long)]
+        tenant: String,
+        /// What the key is for, e.g. "nightly import"
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: read, write, admin
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Days until the key expires [default: never]
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// List a tenant's API keys (never their secrets).
+    List {
+        /// Tenant id
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke an API key at once.
+    Revoke {
+        /// Tenant id
+        #[arg(long)]
+        tenant: String,
+        /// Key id (from `enclave key list`)
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +261,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Tenant(TenantCommand::List { json }) => tenant_list(cli.load_config(None)?, *json),
         Command::User(command) => user_command(cli.load_config(None)?, command),
+        Command::Key(command) => key_command(cli.load_config(None)?, command),
     }
 }
 
@@ -514,6 +551,70 @@ fn user_command(loaded: LoadedConfig, command: &UserCommand) -> Result<ExitCode,
                 }
                 println!("{} account(s)", users.len());
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn key_command(loaded: LoadedConfig, command: &KeyCommand) -> Result<ExitCode, CliError> {
+    use crate::identity::api_key;
+    init_cli_logging(&loaded);
+    let system = open_system_for_cli(&loaded.config)?;
+    let tenant_of = |id: &str| -> Result<String, CliError> {
+        let id = TenantId::parse(id)?;
+        system
+            .tenant(id.as_str())?
+            .map(|t| t.id)
+            .ok_or_else(|| CliError::from(crate::tenancy::TenantError::NotFound(id)))
+    };
+    match command {
+        KeyCommand::Create {
+            tenant,
+            name,
+            scopes,
+            expires_days,
+        } => {
+            let tenant = tenant_of(tenant)?;
+            let expires_at = expires_days
+                .map(|d| crate::time_util::now_utc().unix_timestamp() + i64::from(d) * 86_400);
+            let issued = api_key::create(&system, &tenant, name, scopes, expires_at, Some("cli"))?;
+            eprintln!(
+                "Created API key {} ({}) for tenant {tenant} with scopes {}. It is shown once:",
+                issued.key.id,
+                issued.key.name,
+                issued.key.scopes.join(",")
+            );
+            println!("{}", issued.secret);
+        }
+        KeyCommand::List { tenant } => {
+            let tenant = tenant_of(tenant)?;
+            println!(
+                "{:<18} {:<16} {:<18} {:<10} NAME",
+                "ID", "PREFIX", "SCOPES", "STATE"
+            );
+            let now = crate::time_util::now_utc().unix_timestamp();
+            for k in api_key::list(&system, &tenant)? {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k.expires_at.is_some_and(|t| t <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<18} {:<16} {:<18} {:<10} {}",
+                    k.id,
+                    k.prefix,
+                    k.scopes.join(","),
+                    state,
+                    k.name
+                );
+            }
+        }
+        KeyCommand::Revoke { tenant, id } => {
+            let tenant = tenant_of(tenant)?;
+            let key = api_key::revoke(&system, &tenant, id)?;
+            println!("Revoked API key {} ({})", key.id, key.name);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -83,6 +83,16 @@ error_codes! {
     UserExists = (CONFLICT, "user_exists"),
     /// No account has this username.
     UserNotFound = (NOT_FOUND, "user_not_found"),
+    /// The API key presented is unknown or malformed.
+    InvalidApiKey = (UNAUTHORIZED, "invalid_api_key"),
+    /// The API key presented has expired (or its rotation overlap ended).
+    ApiKeyExpired = (UNAUTHORIZED, "api_key_expired"),
+    /// The API key presented has been revoked.
+    ApiKeyRevoked = (UNAUTHORIZED, "api_key_revoked"),
+    /// The API key's scopes do not allow this.
+    InsufficientScope = (FORBIDDEN, "insufficient_scope"),
+    /// No API key with this id in this tenant.
+    ApiKeyNotFound = (NOT_FOUND, "api_key_not_found"),
     /// No tenant has this id.
     TenantNotFound = (NOT_FOUND, "tenant_not_found"),
     /// A tenant with this id already exists.

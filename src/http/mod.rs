@@ -4,6 +4,7 @@
 //! house error shape by the handlers registered in [`extractor_configs`]; unknown `/api` routes and wrong
 //! methods answer JSON too. Handlers stay thin: they extract, call the domain, and serialise.
 
+pub mod api_keys;
 pub mod auth;
 pub mod health;
 pub mod openapi;
@@ -24,6 +25,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tenants::configure(cfg);
     auth::configure(cfg);
     users::configure(cfg);
+    // Everything of one tenant: the caller and its role there are resolved before any other extractor
+    // (a body that fails to parse must not answer before "no such tenant" does).
+    cfg.service(
+        web::scope("/api/v1/tenants/{tenant}")
+            .wrap(actix_web::middleware::from_fn(
+                crate::tenancy::extract::resolve_tenant,
+            ))
+            .configure(tenants::configure_tenant_scope)
+            .configure(api_keys::configure_tenant_scope)
+            .default_service(web::to(|req: HttpRequest| async move {
+                Err::<actix_web::HttpResponse, _>(route_not_found(&req))
+            })),
+    );
 }
 
 /// A resource whose unsupported methods answer `405` in the house error shape.

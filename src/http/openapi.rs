@@ -49,6 +49,10 @@ pub struct ErrorDetail {
         super::auth::logout_all,
         super::auth::current_session,
         super::auth::change_password,
+        super::api_keys::list,
+        super::api_keys::create,
+        super::api_keys::revoke,
+        super::api_keys::rotate,
         super::users::list,
         super::users::create,
     ),
@@ -59,6 +63,7 @@ pub struct ErrorDetail {
         (name = "tenants", description = "Tenants: the unit of isolation, each with its own database."),
         (name = "auth", description = "Sign-in, sessions and passwords. Browser calls that change something send the session's CSRF token in `X-CSRF-Token`."),
         (name = "users", description = "Accounts (system administrators)."),
+        (name = "api-keys", description = "API keys of a tenant, for automation: send `Authorization: Bearer ek_live_…` or `X-API-Key`. A key acts in its own tenant only, with its scopes."),
     )
 )]
 pub struct ApiDoc;

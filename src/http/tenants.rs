@@ -27,19 +27,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         super::resource("/api/v1/tenants")
             .route(web::get().to(list))
             .route(web::post().to(create)),
-    )
-    .service(super::resource("/api/v1/tenants/{tenant}").route(web::get().to(show)))
-    .service(super::resource("/api/v1/tenants/{tenant}/members").route(web::get().to(list_members)))
-    .service(
-        super::resource("/api/v1/tenants/{tenant}/members/{username}")
-            .route(web::put().to(put_member))
-            .route(web::delete().to(delete_member)),
-    )
-    .service(
-        super::resource("/api/v1/tenants/{tenant}/settings")
-            .route(web::get().to(get_settings))
-            .route(web::patch().to(patch_settings)),
     );
+}
+
+/// Routes inside `/api/v1/tenants/{tenant}` (mounted by `http::configure` behind `resolve_tenant`).
+pub fn configure_tenant_scope(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("").route(web::get().to(show)))
+        .service(super::resource("/members").route(web::get().to(list_members)))
+        .service(
+            super::resource("/members/{username}")
+                .route(web::put().to(put_member))
+                .route(web::delete().to(delete_member)),
+        )
+        .service(
+            super::resource("/settings")
+                .route(web::get().to(get_settings))
+                .route(web::patch().to(patch_settings)),
+        );
 }
 
 /// All tenants.
@@ -334,7 +338,7 @@ fn check_role_change(
     tenant.require(Action::Manage)?;
     // Only owners (and system administrators) may create or remove owners.
     let touches_owner = new_role == Some(Role::Owner) || current == Some(Role::Owner);
-    if touches_owner && !tenant.role.allows(Action::Own) && !tenant.caller.user().is_system_admin {
+    if touches_owner && !tenant.role.allows(Action::Own) && !tenant.caller.is_system_admin() {
         return Err(IdentityError::RoleTooLow);
     }
     Ok(())

@@ -8,6 +8,7 @@
 //! Submodules: [`password`] (argon2id and policy), [`session`] (browser sessions, cookies, CSRF),
 //! [`throttle`] (login rate limits), [`principal`] (the extractors that authenticate a request).
 
+pub mod api_key;
 pub mod password;
 pub mod principal;
 pub mod session;
@@ -133,6 +134,24 @@ pub enum IdentityError {
     UserNotFound(String),
     #[error("invalid role {0:?}: use owner, admin, editor or viewer")]
     InvalidRole(String),
+    #[error("invalid scope {0:?}: give one or more of read, write, admin")]
+    InvalidScope(String),
+    #[error("an API key needs a name of 1-100 characters")]
+    InvalidKeyName,
+    #[error("the expiry must be in the future")]
+    InvalidExpiry,
+    #[error("API key {0} does not exist in this tenant")]
+    KeyNotFound(String),
+    #[error("the API key is not valid")]
+    InvalidApiKey,
+    #[error("the API key has expired")]
+    ApiKeyExpired,
+    #[error("the API key has been revoked")]
+    ApiKeyRevoked,
+    #[error("the API key's scopes do not allow this")]
+    InsufficientScope,
+    #[error("API keys cannot be used for this; sign in as a person")]
+    KeyNotAllowed,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -154,9 +173,17 @@ impl ErrorCode for IdentityError {
             IdentityError::NotSystemAdmin | IdentityError::RoleTooLow => Code::Forbidden,
             IdentityError::Throttled(_) => Code::TooManyRequests,
             IdentityError::WeakPassword(_) => Code::WeakPassword,
-            IdentityError::InvalidUsername(_) | IdentityError::InvalidRole(_) => {
-                Code::InvalidRequest
-            }
+            IdentityError::InvalidUsername(_)
+            | IdentityError::InvalidRole(_)
+            | IdentityError::InvalidScope(_)
+            | IdentityError::InvalidKeyName
+            | IdentityError::InvalidExpiry => Code::InvalidRequest,
+            IdentityError::KeyNotFound(_) => Code::ApiKeyNotFound,
+            IdentityError::InvalidApiKey => Code::InvalidApiKey,
+            IdentityError::ApiKeyExpired => Code::ApiKeyExpired,
+            IdentityError::ApiKeyRevoked => Code::ApiKeyRevoked,
+            IdentityError::InsufficientScope => Code::InsufficientScope,
+            IdentityError::KeyNotAllowed => Code::Forbidden,
             IdentityError::UserExists(_) => Code::UserExists,
             IdentityError::UserNotFound(_) => Code::UserNotFound,
             IdentityError::Db(db) => db.code(),

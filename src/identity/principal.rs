@@ -3,7 +3,9 @@
 //! - [`Authenticated`]: a valid session, even one that must still change its password (used by the
 //!   session, password-change and sign-out endpoints only);
 //! - [`CurrentUser`]: a valid session whose password is settled — what almost every route takes;
-//! - [`SystemAdmin`]: a `CurrentUser` who is a system administrator.
+//! - [`SystemAdmin`]: a `CurrentUser` who is a system administrator;
+//! - [`Caller`]: a `CurrentUser` or an API key (`Authorization: Bearer ek_live_…` or `X-API-Key`), for
+//!   tenant-scoped routes (through `TenantCtx`). Routes that take the user extractors refuse API keys.
 //!
 //! For requests other than GET/HEAD/OPTIONS the session's CSRF token must arrive in `X-CSRF-Token`.
 //! [`ClientInfo`] is the caller's address (the peer, or with `auth.trust_proxy` the last
@@ -15,6 +17,7 @@ use std::pin::Pin;
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest};
 
+use super::api_key::{self, KeyPrincipal};
 use super::session::{self, ActiveSession, SessionPolicy};
 use super::{IdentityError, User};
 use crate::db::run_blocking;
@@ -96,12 +99,32 @@ impl Authenticated {
     }
 }
 
+/// The API key a request presents, if any.
+pub fn presented_key(req: &HttpRequest) -> Option<String> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    header("authorization")
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| header("x-api-key"))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
 async fn authenticate(req: HttpRequest) -> Result<Authenticated, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
-    let token = session_token(&req).ok_or(IdentityError::Unauthenticated)?;
+    let Some(token) = session_token(&req) else {
+        return Err(if presented_key(&req).is_some() {
+            IdentityError::KeyNotAllowed
+        } else {
+            IdentityError::Unauthenticated
+        }
+        .into());
+    };
     let policy: SessionPolicy = state.session_policy();
     let system = state.system.clone();
     let session = run_blocking(move || session::lookup(&system, &token, policy)).await?;
@@ -176,5 +199,51 @@ impl FromRequest for SystemAdmin {
             }
             Ok(SystemAdmin(current))
         })
+    }
+}
+
+/// A person with a session, or an API key: whoever may act on a tenant.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User(CurrentUser),
+    Key(KeyPrincipal),
+}
+
+impl Caller {
+    pub fn is_system_admin(&self) -> bool {
+        matches!(self, Caller::User(u) if u.user().is_system_admin)
+    }
+
+    /// Who acted, for logs and records: a username, or `key:<id>`.
+    pub fn label(&self) -> String {
+        match self {
+            Caller::User(u) => u.user().username.clone(),
+            Caller::Key(k) => format!("key:{}", k.id),
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        match presented_key(req) {
+            // A request that presents a key is judged by the key alone (no cookie, so no CSRF).
+            Some(secret) => {
+                let state = req.app_data::<web::Data<AppState>>().cloned();
+                Box::pin(async move {
+                    let state =
+                        state.ok_or_else(|| ApiError::internal("application state missing"))?;
+                    let system = state.system.clone();
+                    let key = run_blocking(move || api_key::authenticate(&system, &secret)).await?;
+                    Ok(Caller::Key(key))
+                })
+            }
+            None => {
+                let user = CurrentUser::from_request(req, payload);
+                Box::pin(async move { Ok(Caller::User(user.await?)) })
+            }
+        }
     }
 }

@@ -1,29 +1,38 @@
 //! `TenantCtx`: the only road from an HTTP handler to a tenant's data.
 //!
-//! Extracting a [`TenantCtx`] authenticates the caller ([`CurrentUser`]), parses the `{tenant}` path
-//! segment, and finds the caller's role there: a membership, or `admin` for system administrators.
+//! Extracting a [`TenantCtx`] authenticates the caller ([`Caller`]: a session or an API key), parses the
+//! `{tenant}` path segment, and finds the caller's role there: a membership, `admin` for system
+//! administrators, or for an API key the role of its widest scope — in its own tenant only.
 //! A caller who is not a member gets `404 tenant_not_found`, exactly as for a tenant that does not
 //! exist, so tenant ids do not leak. Only then is the tenant's database opened. Handlers check what they
 //! do against the role with [`TenantCtx::require`]; they never see the registry or a path.
+//!
+//! The resolution runs in the [`resolve_tenant`] middleware of the `/api/v1/tenants/{tenant}` scope,
+//! before any other extractor (so a malformed body cannot answer before "no such tenant" does); the
+//! handler's `TenantCtx` argument takes the result from the request.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::{TenantDb, TenantError, TenantId};
 use crate::db::run_blocking;
 use crate::db::system::TenantRecord;
 use crate::error::{ApiError, Code};
-use crate::identity::principal::CurrentUser;
+use crate::identity::principal::Caller;
 use crate::identity::{Action, IdentityError, Role};
 use crate::state::AppState;
 
 /// The tenant a request acts on, with its open database and the caller's role in it.
+#[derive(Clone)]
 pub struct TenantCtx {
     pub record: TenantRecord,
-    pub caller: CurrentUser,
+    pub caller: Caller,
     pub role: Role,
     tenant: Arc<TenantDb>,
 }
@@ -40,10 +49,10 @@ impl TenantCtx {
 
     /// Refuses the action unless the caller's role allows it (the matrix is `Role::allows`).
     pub fn require(&self, action: Action) -> Result<(), IdentityError> {
-        if self.role.allows(action) {
-            Ok(())
-        } else {
-            Err(IdentityError::RoleTooLow)
+        match (&self.caller, self.role.allows(action)) {
+            (_, true) => Ok(()),
+            (Caller::Key(_), false) => Err(IdentityError::InsufficientScope),
+            (Caller::User(_), false) => Err(IdentityError::RoleTooLow),
         }
     }
 
@@ -71,12 +80,42 @@ impl TenantCtx {
 
 impl FromRequest for TenantCtx {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(
+            req.extensions()
+                .get::<TenantCtx>()
+                .cloned()
+                .ok_or_else(|| ApiError::internal("TenantCtx used outside the tenant scope")),
+        )
+    }
+}
+
+/// Middleware of the tenant scope: resolves the [`TenantCtx`] or answers the error (401, 404, ...).
+pub async fn resolve_tenant(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let (http, payload) = req.into_parts();
+    match TenantCtx::resolve(&http).await {
+        Ok(ctx) => {
+            http.extensions_mut().insert(ctx);
+            let req = ServiceRequest::from_parts(http, payload);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        Err(e) => {
+            let response = actix_web::ResponseError::error_response(&e);
+            Ok(ServiceResponse::new(http, response).map_into_right_body())
+        }
+    }
+}
+
+impl TenantCtx {
+    fn resolve(req: &HttpRequest) -> Pin<Box<dyn Future<Output = Result<TenantCtx, ApiError>>>> {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let raw = req.match_info().get("tenant").map(str::to_string);
-        let caller = CurrentUser::from_request(req, payload);
+        let caller = Caller::from_request(req, &mut actix_web::dev::Payload::None);
         Box::pin(async move {
             let caller = caller.await?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
@@ -84,18 +123,23 @@ impl FromRequest for TenantCtx {
                 ApiError::new(Code::RouteNotFound, "this route does not name a tenant")
             })?;
             let id = TenantId::parse(&raw)?;
-            let user = caller.user().clone();
-            let system = state.system.clone();
-            let lookup_id = id.clone();
-            let role = run_blocking(move || {
-                if user.is_system_admin {
-                    return Ok::<_, TenantError>(Some(Role::Admin));
+            let role = match &caller {
+                Caller::Key(key) => (key.tenant_id == id.as_str()).then(|| key.role()),
+                Caller::User(current) => {
+                    let user = current.user().clone();
+                    let system = state.system.clone();
+                    let lookup_id = id.clone();
+                    run_blocking(move || {
+                        if user.is_system_admin {
+                            return Ok::<_, TenantError>(Some(Role::Admin));
+                        }
+                        Ok(system
+                            .db
+                            .read(|c| crate::identity::role_in(c, &user.id, lookup_id.as_str()))?)
+                    })
+                    .await?
                 }
-                Ok(system
-                    .db
-                    .read(|c| crate::identity::role_in(c, &user.id, lookup_id.as_str()))?)
-            })
-            .await?
+            }
             .ok_or_else(|| TenantError::NotFound(id.clone()))?;
             let registry = state.tenants.clone();
             let (record, tenant) = run_blocking(move || registry.get(&id)).await?;

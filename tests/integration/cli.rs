@@ -72,7 +72,12 @@ fn tenant_commands_and_version() {
         out.starts_with(&format!("enclave {}", env!("CARGO_PKG_VERSION"))),
         "{out}"
     );
-    assert!(out.contains("schema: system 2, tenant 1"), "{out}");
+    let expected = format!(
+        "schema: system {}, tenant {}",
+        schema_version("system"),
+        schema_version("tenant")
+    );
+    assert!(out.contains(&expected), "{out}");
 }
 
 #[test]

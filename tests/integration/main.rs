@@ -3,6 +3,7 @@
 
 mod common;
 
+mod api_keys;
 mod auth;
 mod cli;
 mod errors;

@@ -252,6 +252,44 @@ impl Server {
         self.call("GET", path, None, self.admin.as_ref())
     }
 
+    /// Sends a request authenticated by an API key (in `Authorization: Bearer`).
+    pub fn call_with_key(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        key: &str,
+    ) -> Reply {
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path))
+            .header("authorization", format!("Bearer {key}"));
+        let result = match body {
+            Some(json) => self.agent.run(
+                request
+                    .header("content-type", "application/json")
+                    .body(json.to_string())
+                    .expect("request"),
+            ),
+            None => self.agent.run(request.body(()).expect("request")),
+        };
+        collect(result)
+    }
+
+    /// Creates an API key in a tenant as the administrator; returns (id, secret).
+    pub fn create_key(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
+        let reply = self.post_json(
+            &format!("/api/v1/tenants/{tenant}/api-keys"),
+            &json!({"name": format!("{} key", scopes.join("+")), "scopes": scopes}),
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let v = reply.json();
+        (
+            v["key"]["id"].as_str().expect("id").to_string(),
+            v["secret"].as_str().expect("secret").to_string(),
+        )
+    }
+
     pub fn get_as(&self, path: &str, session: Option<&Session>) -> Reply {
         self.call("GET", path, None, session)
     }
@@ -435,4 +473,16 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// The number of embedded migrations of a kind (`system` or `tenant`): the schema version a current
+/// database has.
+pub fn schema_version(kind: &str) -> usize {
+    std::fs::read_dir(format!("{}/migrations/{kind}", env!("CARGO_MANIFEST_DIR")))
+        .expect("migrations dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count()
 }

@@ -1,0 +1,299 @@
+//! API keys: per-tenant secrets for automation, with scopes, expiry, revocation and rotation.
+//!
+//! - A key reads `ek_live_<48 hex characters>` (192 random bits). It is shown once, at creation or
+//!   rotation; the database keeps only its SHA-256 (`secret_hash`, looked up by hash, so there is no timing
+//!   oracle on the secret) and a display prefix (`ek_live_a1b2c3`).
+//! - Scopes are `read`, `write` and `admin`. A key acts inside its own tenant only, with the role its
+//!   widest scope maps to (read → viewer, write → editor, admin → admin), so the one permission matrix
+//!   (`Role::allows`) governs keys and people alike. Keys never reach system-administration routes.
+//! - `last_used_at` is written at most once a minute per key, not on every request.
+//! - Rotation issues a new key with the same name and scopes and lets the old one keep working until the
+//!   end of an overlap window (default 24 hours), after which it expires.
+
+use ring::digest;
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::{IdentityError, Role};
+use crate::db::system::SystemDb;
+
+/// The prefix every key starts with.
+pub const KEY_PREFIX: &str = "ek_live_";
+/// The scopes a key can hold.
+pub const SCOPES: [&str; 3] = ["read", "write", "admin"];
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// A key as the API shows it (never the secret).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    /// For a rotated key: the id of the key that replaces it.
+    pub replaced_by: Option<String>,
+}
+
+/// A key together with its secret, returned once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuedKey {
+    pub key: ApiKey,
+    /// The secret: store it now, it is never shown again.
+    pub secret: String,
+}
+
+/// What an authenticated key may do.
+#[derive(Debug, Clone)]
+pub struct KeyPrincipal {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+impl KeyPrincipal {
+    /// The role the key's widest scope maps to.
+    pub fn role(&self) -> Role {
+        if self.scopes.iter().any(|s| s == "admin") {
+            Role::Admin
+        } else if self.scopes.iter().any(|s| s == "write") {
+            Role::Editor
+        } else {
+            Role::Viewer
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    crate::time_util::now_utc().unix_timestamp()
+}
+
+fn secret_hash(secret: &str) -> String {
+    hex::encode(digest::digest(&digest::SHA256, secret.as_bytes()))
+}
+
+/// Parses and checks a scope list.
+pub fn parse_scopes(scopes: &[String]) -> Result<Vec<String>, IdentityError> {
+    let mut out: Vec<String> = Vec::new();
+    for scope in scopes {
+        let scope = scope.trim().to_lowercase();
+        if !SCOPES.contains(&scope.as_str()) {
+            return Err(IdentityError::InvalidScope(scope));
+        }
+        if !out.contains(&scope) {
+            out.push(scope);
+        }
+    }
+    if out.is_empty() {
+        return Err(IdentityError::InvalidScope(String::new()));
+    }
+    Ok(out)
+}
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
+    let scopes: String = r.get("scopes")?;
+    Ok(ApiKey {
+        id: r.get("id")?,
+        tenant_id: r.get("tenant_id")?,
+        name: r.get("name")?,
+        prefix: r.get("prefix")?,
+        scopes: scopes.split(' ').map(str::to_string).collect(),
+        created_at: r.get("created_at")?,
+        expires_at: r.get("expires_at")?,
+        revoked_at: r.get("revoked_at")?,
+        last_used_at: r.get("last_used_at")?,
+        replaced_by: r.get("replaced_by")?,
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at, replaced_by";
+
+fn insert_key(
+    conn: &Connection,
+    tenant_id: &str,
+    name: &str,
+    scopes: &[String],
+    expires_at: Option<i64>,
+    created_by: Option<&str>,
+) -> rusqlite::Result<IssuedKey> {
+    let secret = format!(
+        "{KEY_PREFIX}{}",
+        hex::encode(crate::tenancy::random_bytes::<24>())
+    );
+    let id = hex::encode(crate::tenancy::random_bytes::<8>());
+    let prefix: String = secret.chars().take(KEY_PREFIX.len() + 6).collect();
+    conn.execute(
+        "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, created_by, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        rusqlite::params![
+            id,
+            tenant_id,
+            name,
+            prefix,
+            secret_hash(&secret),
+            scopes.join(" "),
+            created_by,
+            now_unix(),
+            expires_at
+        ],
+    )?;
+    let key = conn.query_row(
+        &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+        [&id],
+        key_from_row,
+    )?;
+    Ok(IssuedKey { key, secret })
+}
+
+/// Creates a key for a tenant.
+pub fn create(
+    system: &SystemDb,
+    tenant_id: &str,
+    name: &str,
+    scopes: &[String],
+    expires_at: Option<i64>,
+    created_by: Option<&str>,
+) -> Result<IssuedKey, IdentityError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(IdentityError::InvalidKeyName);
+    }
+    let scopes = parse_scopes(scopes)?;
+    if expires_at.is_some_and(|t| t <= now_unix()) {
+        return Err(IdentityError::InvalidExpiry);
+    }
+    system.db.write(|tx| {
+        insert_key(tx, tenant_id, name, &scopes, expires_at, created_by)
+            .map_err(IdentityError::from)
+    })
+}
+
+/// The keys of a tenant, newest first.
+pub fn list(system: &SystemDb, tenant_id: &str) -> Result<Vec<ApiKey>, IdentityError> {
+    Ok(system.db.read(|c| {
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at DESC, id"
+        ))?;
+        let rows = stmt.query_map([tenant_id], key_from_row)?;
+        rows.collect()
+    })?)
+}
+
+fn find(conn: &Connection, tenant_id: &str, id: &str) -> rusqlite::Result<Option<ApiKey>> {
+    conn.query_row(
+        &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND tenant_id = ?2"),
+        [id, tenant_id],
+        key_from_row,
+    )
+    .optional()
+}
+
+/// Revokes a key of a tenant at once. A key of another tenant is "not found".
+pub fn revoke(system: &SystemDb, tenant_id: &str, id: &str) -> Result<ApiKey, IdentityError> {
+    system.db.write(|tx| {
+        tx.execute(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?1) WHERE id = ?2 AND tenant_id = ?3",
+            rusqlite::params![now_unix(), id, tenant_id],
+        )?;
+        find(tx, tenant_id, id)?.ok_or_else(|| IdentityError::KeyNotFound(id.to_string()))
+    })
+}
+
+/// Rotates a key: a new key with the same name and scopes; the old one expires after `overlap_secs`.
+pub fn rotate(
+    system: &SystemDb,
+    tenant_id: &str,
+    id: &str,
+    overlap_secs: i64,
+    created_by: Option<&str>,
+) -> Result<IssuedKey, IdentityError> {
+    system.db.write(|tx| {
+        let old = find(tx, tenant_id, id)?
+            .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|t| t > now_unix()))
+            .ok_or_else(|| IdentityError::KeyNotFound(id.to_string()))?;
+        let issued = insert_key(tx, tenant_id, &old.name, &old.scopes, old.expires_at, created_by)?;
+        let until = now_unix() + overlap_secs.max(0);
+        tx.execute(
+            "UPDATE api_keys SET expires_at = min(coalesce(expires_at, ?1), ?1), replaced_by = ?2 WHERE id = ?3",
+            rusqlite::params![until, issued.key.id, id],
+        )?;
+        Ok(issued)
+    })
+}
+
+/// Authenticates a presented secret: it must exist, not be revoked, not be expired, and its tenant must
+/// be active. Refreshes `last_used_at` at most once a minute.
+pub fn authenticate(system: &SystemDb, secret: &str) -> Result<KeyPrincipal, IdentityError> {
+    if !secret.starts_with(KEY_PREFIX) {
+        return Err(IdentityError::InvalidApiKey);
+    }
+    let hash = secret_hash(secret);
+    let now = now_unix();
+    let key = system
+        .db
+        .read(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys k WHERE secret_hash = ?1
+                     AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = k.tenant_id AND t.status != 'deleting')"
+                ),
+                [&hash],
+                key_from_row,
+            )
+            .optional()
+        })?
+        .ok_or(IdentityError::InvalidApiKey)?;
+    if key.revoked_at.is_some() {
+        return Err(IdentityError::ApiKeyRevoked);
+    }
+    if key.expires_at.is_some_and(|t| t <= now) {
+        return Err(IdentityError::ApiKeyExpired);
+    }
+    if key.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY_SECS) {
+        system.db.write(|tx| {
+            tx.execute(
+                "UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2",
+                rusqlite::params![now, key.id],
+            )
+            .map_err(IdentityError::from)
+        })?;
+    }
+    Ok(KeyPrincipal {
+        id: key.id,
+        tenant_id: key.tenant_id,
+        name: key.name,
+        scopes: key.scopes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_map_to_roles_and_are_validated() {
+        let key = |s: &[&str]| KeyPrincipal {
+            id: String::new(),
+            tenant_id: String::new(),
+            name: String::new(),
+            scopes: s.iter().map(|x| x.to_string()).collect(),
+        };
+        assert_eq!(key(&["read"]).role(), Role::Viewer);
+        assert_eq!(key(&["read", "write"]).role(), Role::Editor);
+        assert_eq!(key(&["admin"]).role(), Role::Admin);
+        assert!(parse_scopes(&["read".into(), "root".into()]).is_err());
+        assert!(parse_scopes(&[]).is_err());
+        assert_eq!(
+            parse_scopes(&["Write".into(), "write".into()]).expect("ok"),
+            vec!["write".to_string()]
+        );
+    }
+}
