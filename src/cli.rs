@@ -94,6 +94,17 @@ pub enum Command {
     /// Manage API keys of a tenant. Works while the server runs.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Work with the audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chains of the system audit log and every tenant's audit log.
+    ///
+    /// Exits 1 and names the first broken entry when an entry was edited, deleted, or removed from the end.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,6 +273,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Tenant(TenantCommand::List { json }) => tenant_list(cli.load_config(None)?, *json),
         Command::User(command) => user_command(cli.load_config(None)?, command),
         Command::Key(command) => key_command(cli.load_config(None)?, command),
+        Command::Audit(AuditCommand::Verify) => audit_verify(cli.load_config(None)?),
     }
 }
 
@@ -453,6 +465,7 @@ fn tenant_create(loaded: LoadedConfig, name: &str, id: Option<&str>) -> Result<E
         &id,
         name,
         &app::db_options(config),
+        &crate::audit::Actor::cli(),
     )?;
     println!("Created tenant {} ({})", record.id, record.name);
     Ok(ExitCode::SUCCESS)
@@ -515,6 +528,7 @@ fn user_command(loaded: LoadedConfig, command: &UserCommand) -> Result<ExitCode,
                     is_system_admin: *system_admin,
                     must_change_password: *must_change_password,
                 },
+                &crate::audit::Actor::cli(),
             )?;
             let kind = if user.is_system_admin {
                 "system administrator"
@@ -525,7 +539,13 @@ fn user_command(loaded: LoadedConfig, command: &UserCommand) -> Result<ExitCode,
         }
         UserCommand::ResetPassword { name } => {
             let password = crate::identity::password::generate();
-            let user = crate::identity::set_password(&system, name, &password, true)?;
+            let user = crate::identity::set_password(
+                &system,
+                name,
+                &password,
+                true,
+                &crate::audit::Actor::cli(),
+            )?;
             println!(
                 "Temporary password for {} (shown once; to be changed at next sign-in):",
                 user.username
@@ -577,7 +597,15 @@ fn key_command(loaded: LoadedConfig, command: &KeyCommand) -> Result<ExitCode, C
             let tenant = tenant_of(tenant)?;
             let expires_at = expires_days
                 .map(|d| crate::time_util::now_utc().unix_timestamp() + i64::from(d) * 86_400);
-            let issued = api_key::create(&system, &tenant, name, scopes, expires_at, Some("cli"))?;
+            let issued = api_key::create(
+                &system,
+                &tenant,
+                name,
+                scopes,
+                expires_at,
+                Some("cli"),
+                &crate::audit::Actor::cli(),
+            )?;
             eprintln!(
                 "Created API key {} ({}) for tenant {tenant} with scopes {}. It is shown once:",
                 issued.key.id,
@@ -613,9 +641,44 @@ fn key_command(loaded: LoadedConfig, command: &KeyCommand) -> Result<ExitCode, C
         }
         KeyCommand::Revoke { tenant, id } => {
             let tenant = tenant_of(tenant)?;
-            let key = api_key::revoke(&system, &tenant, id)?;
+            let key = api_key::revoke(&system, &tenant, id, &crate::audit::Actor::cli())?;
             println!("Revoked API key {} ({})", key.id, key.name);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn audit_verify(loaded: LoadedConfig) -> Result<ExitCode, CliError> {
+    use crate::audit::{verify, Verdict};
+    init_cli_logging(&loaded);
+    let system = open_system_for_cli(&loaded.config)?;
+    let data_dir = &loaded.config.storage.data_dir;
+    let mut logs = vec![("system".to_string(), system_db_path(data_dir))];
+    for tenant in system.list_tenants()? {
+        let id = TenantId::parse(&tenant.id)?;
+        logs.push((
+            format!("tenant {}", tenant.id),
+            crate::tenancy::tenant_db_path(data_dir, &id),
+        ));
+    }
+    let mut broken = 0;
+    for (label, path) in logs {
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .map_err(|e| crate::db::DbError::classify(&path, e))?;
+        match verify(&conn).map_err(|e| crate::db::DbError::classify(&path, e))? {
+            Verdict::Intact(n) => println!("{label}: ok, {n} entries"),
+            Verdict::Broken { seq, reason } => {
+                broken += 1;
+                println!("{label}: BROKEN at entry {seq}: {reason}");
+            }
+        }
+    }
+    Ok(if broken > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -11,6 +11,7 @@
 //! - [`error`] is the one error catalogue and the one place errors become HTTP responses.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -4,10 +4,11 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Actor;
 use crate::db::run_blocking;
 use crate::error::ApiResult;
 use crate::identity::api_key::{self, ApiKey, IssuedKey};
-use crate::identity::principal::Caller;
+use crate::identity::principal::{Caller, ClientInfo};
 use crate::identity::{Action, IdentityError};
 use crate::state::AppState;
 use crate::tenancy::extract::TenantCtx;
@@ -82,6 +83,7 @@ pub async fn list(state: web::Data<AppState>, tenant: TenantCtx) -> ApiResult<we
 pub async fn create(
     state: web::Data<AppState>,
     tenant: TenantCtx,
+    client: ClientInfo,
     body: web::Json<CreateKey>,
 ) -> ApiResult<HttpResponse> {
     tenant.require(Action::Manage)?;
@@ -95,6 +97,7 @@ pub async fn create(
     }
     let system = state.system.clone();
     let (id, by) = (tenant.id().to_string(), created_by(&tenant.caller));
+    let actor = Actor::of(&tenant.caller, &client);
     let issued = run_blocking(move || {
         api_key::create(
             &system,
@@ -103,6 +106,7 @@ pub async fn create(
             &body.scopes,
             expires_at,
             Some(&by),
+            &actor,
         )
     })
     .await?;
@@ -118,13 +122,15 @@ pub async fn create(
 pub async fn revoke(
     state: web::Data<AppState>,
     tenant: TenantCtx,
+    client: ClientInfo,
     path: web::Path<(String, String)>,
 ) -> ApiResult<web::Json<ApiKey>> {
     tenant.require(Action::Manage)?;
     let (_, key_id) = path.into_inner();
     let system = state.system.clone();
     let id = tenant.id().to_string();
-    let key = run_blocking(move || api_key::revoke(&system, &id, &key_id)).await?;
+    let actor = Actor::of(&tenant.caller, &client);
+    let key = run_blocking(move || api_key::revoke(&system, &id, &key_id, &actor)).await?;
     tracing::info!(tenant = %tenant.id(), key = %key.id, by = %tenant.caller.label(), "API key revoked");
     Ok(web::Json(key))
 }
@@ -138,6 +144,7 @@ pub async fn revoke(
 pub async fn rotate(
     state: web::Data<AppState>,
     tenant: TenantCtx,
+    client: ClientInfo,
     path: web::Path<(String, String)>,
     body: Option<web::Json<Rotation>>,
 ) -> ApiResult<HttpResponse> {
@@ -149,8 +156,16 @@ pub async fn rotate(
         .map_or(DEFAULT_OVERLAP_HOURS, i64::from);
     let system = state.system.clone();
     let (id, by) = (tenant.id().to_string(), created_by(&tenant.caller));
+    let actor = Actor::of(&tenant.caller, &client);
     let issued = run_blocking(move || {
-        api_key::rotate(&system, &id, &key_id, overlap_hours * 3600, Some(&by))
+        api_key::rotate(
+            &system,
+            &id,
+            &key_id,
+            overlap_hours * 3600,
+            Some(&by),
+            &actor,
+        )
     })
     .await?;
     tracing::info!(tenant = %tenant.id(), key = %issued.key.id, by = %tenant.caller.label(), "API key rotated");

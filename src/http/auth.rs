@@ -8,6 +8,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{self, Actor, Event};
 use crate::db::run_blocking;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::principal::{session_token, Authenticated, ClientInfo};
@@ -100,6 +101,13 @@ pub async fn login(
     drop(_permit);
     let Some(user) = verified else {
         state.login_throttle.failure(&username, &client.ip);
+        record_system(
+            &state,
+            Actor::person(&username, &client, false),
+            "auth.login",
+            false,
+        )
+        .await?;
         tracing::info!(username = %username.chars().take(64).collect::<String>(), ip = %client.ip, "sign-in failed");
         return Err(IdentityError::InvalidCredentials.into());
     };
@@ -113,6 +121,13 @@ pub async fn login(
     })
     .await?;
     tracing::info!(user = %user.username, ip = %client.ip, "signed in");
+    record_system(
+        &state,
+        Actor::person(&user.username, &client, true),
+        "auth.login",
+        true,
+    )
+    .await?;
     let info = run_blocking(session_info(&state, user, new.csrf_token)).await?;
     Ok(HttpResponse::Ok()
         .cookie(session::cookie(new.token, client.https))
@@ -131,6 +146,13 @@ pub async fn logout(
     let system = state.system.clone();
     let id_hash = auth.session.id_hash.clone();
     run_blocking(move || session::revoke(&system, &id_hash)).await?;
+    record_system(
+        &state,
+        Actor::person(&auth.user().username, &client, true),
+        "auth.logout",
+        true,
+    )
+    .await?;
     Ok(HttpResponse::NoContent()
         .cookie(session::removal_cookie(client.https))
         .finish())
@@ -153,6 +175,13 @@ pub async fn logout_all(
     let system = state.system.clone();
     let user_id = auth.user().id.clone();
     let sessions_ended = run_blocking(move || session::revoke_all(&system, &user_id)).await?;
+    record_system(
+        &state,
+        Actor::person(&auth.user().username, &client, true),
+        "auth.logout_all",
+        true,
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .cookie(session::removal_cookie(client.https))
         .json(Ended { sessions_ended }))
@@ -218,6 +247,7 @@ pub async fn change_password(
         client.user_agent.clone(),
     );
     let data_dir = state.config.storage.data_dir.clone();
+    let actor = Actor::person(&user.username, &client, true);
     let new = run_blocking(move || {
         let stored = system
             .db
@@ -227,7 +257,7 @@ pub async fn change_password(
         if !ok {
             return Err(IdentityError::InvalidCredentials);
         }
-        identity::set_password(&system, &user.username, &new_password, false)?;
+        identity::set_password(&system, &user.username, &new_password, false, &actor)?;
         // The one-time bootstrap password is useless now; remove its file.
         if user.is_system_admin {
             let _ = std::fs::remove_file(data_dir.join(identity::BOOTSTRAP_FILE));
@@ -246,4 +276,29 @@ pub async fn change_password(
     Ok(HttpResponse::Ok()
         .cookie(session::cookie(new.token, client.https))
         .json(info))
+}
+
+/// Records a sign-in event in the system audit log.
+async fn record_system(
+    state: &AppState,
+    actor: Actor,
+    action: &'static str,
+    success: bool,
+) -> ApiResult<()> {
+    let system = state.system.clone();
+    run_blocking(move || {
+        let target = actor.name.clone();
+        audit::record(
+            &system.db,
+            &actor,
+            &Event {
+                action,
+                target: &target,
+                tenant_id: "",
+                success,
+                detail: serde_json::json!({}),
+            },
+        )
+    })
+    .await
 }

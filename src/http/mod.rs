@@ -5,6 +5,7 @@
 //! methods answer JSON too. Handlers stay thin: they extract, call the domain, and serialise.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod openapi;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tenants::configure(cfg);
     auth::configure(cfg);
     users::configure(cfg);
+    audit::configure(cfg);
     // Everything of one tenant: the caller and its role there are resolved before any other extractor
     // (a body that fails to parse must not answer before "no such tenant" does).
     cfg.service(
@@ -34,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             ))
             .configure(tenants::configure_tenant_scope)
             .configure(api_keys::configure_tenant_scope)
+            .configure(audit::configure_tenant_scope)
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<actix_web::HttpResponse, _>(route_not_found(&req))
             })),

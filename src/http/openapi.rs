@@ -53,6 +53,8 @@ pub struct ErrorDetail {
         super::api_keys::create,
         super::api_keys::revoke,
         super::api_keys::rotate,
+        super::audit::system_log,
+        super::audit::tenant_log,
         super::users::list,
         super::users::create,
     ),
@@ -63,6 +65,7 @@ pub struct ErrorDetail {
         (name = "tenants", description = "Tenants: the unit of isolation, each with its own database."),
         (name = "auth", description = "Sign-in, sessions and passwords. Browser calls that change something send the session's CSRF token in `X-CSRF-Token`."),
         (name = "users", description = "Accounts (system administrators)."),
+        (name = "audit", description = "The hash-chained audit log: who did what, from where, with what result. `format=csv` or `jsonl` downloads it."),
         (name = "api-keys", description = "API keys of a tenant, for automation: send `Authorization: Bearer ek_live_…` or `X-API-Key`. A key acts in its own tenant only, with its scopes."),
     )
 )]

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Actor;
 use crate::db::system::TenantRecord;
 use crate::db::{run_blocking, Database, DbError};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::identity::principal::{CurrentUser, SystemAdmin};
+use crate::identity::principal::{ClientInfo, CurrentUser, SystemAdmin};
 use crate::identity::{self, Action, IdentityError, Role};
 use crate::state::AppState;
 use crate::tenancy::extract::TenantCtx;
@@ -119,7 +120,8 @@ pub async fn list(
     (status = 404, description = "the owner account does not exist", body = crate::http::openapi::ErrorResponse),
     (status = 409, description = "a tenant with this id exists", body = crate::http::openapi::ErrorResponse)))]
 pub async fn create(
-    _admin: SystemAdmin,
+    admin: SystemAdmin,
+    client: ClientInfo,
     state: web::Data<AppState>,
     body: web::Json<CreateTenant>,
 ) -> ApiResult<HttpResponse> {
@@ -130,6 +132,7 @@ pub async fn create(
     };
     let registry = state.tenants.clone();
     let system = state.system.clone();
+    let actor = crate::audit::Actor::person(&admin.user().username, &client, true);
     let record = run_blocking(move || {
         let owner = match body.owner.as_deref() {
             Some(name) => {
@@ -141,10 +144,11 @@ pub async fn create(
             }
             None => None,
         };
-        let record = registry.create(&id, &body.name)?;
+        let record = registry.create(&id, &body.name, &actor)?;
         if let Some(owner) = owner {
             system.db.write(|tx| {
-                identity::set_membership(tx, &record.id, &owner.id, Role::Owner)
+                identity::set_membership(tx, &record.id, &owner.id, Role::Owner)?;
+                audit_membership(tx, &actor, &record.id, &owner.username, Some(Role::Owner))
                     .map_err(IdentityError::from)
             })?;
         }
@@ -218,9 +222,12 @@ fn valid_key(key: &str) -> bool {
         (status = 409, description = "tenant suspended", body = crate::http::openapi::ErrorResponse)))]
 pub async fn patch_settings(
     tenant: TenantCtx,
+    client: ClientInfo,
     body: web::Json<BTreeMap<String, serde_json::Value>>,
 ) -> ApiResult<web::Json<Settings>> {
     tenant.require(Action::Manage)?;
+    let actor = Actor::of(&tenant.caller, &client);
+    let tenant_id = tenant.id().to_string();
     tenant.ensure_writable()?;
     let changes = body.into_inner();
     let mut encoded = Vec::with_capacity(changes.len());
@@ -260,6 +267,19 @@ pub async fn patch_settings(
                 let count: i64 = tx
                     .query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
                     .map_err(|e| db.fail(e))?;
+                let keys: Vec<&str> = encoded.iter().map(|(k, _)| k.as_str()).collect();
+                crate::audit::append(
+                    tx,
+                    &actor,
+                    &crate::audit::Event {
+                        action: "settings.update",
+                        target: "settings",
+                        tenant_id: &tenant_id,
+                        success: true,
+                        detail: serde_json::json!({ "keys": keys }),
+                    },
+                )
+                .map_err(|e| db.fail(e))?;
                 if count as usize > MAX_SETTINGS {
                     return Err(ApiError::new(
                         Code::InvalidRequest,
@@ -354,6 +374,7 @@ fn check_role_change(
 pub async fn put_member(
     state: web::Data<AppState>,
     tenant: TenantCtx,
+    client: ClientInfo,
     path: web::Path<(String, String)>,
     body: web::Json<RoleChange>,
 ) -> ApiResult<web::Json<MemberList>> {
@@ -377,9 +398,12 @@ pub async fn put_member(
     })
     .await?;
     check_role_change(&tenant, Some(role), current)?;
+    let actor = Actor::of(&tenant.caller, &client);
     let members = run_blocking(move || {
         system.db.write(|tx| {
-            identity::set_membership(tx, &tenant_id, &user.id, role).map_err(DbError::from)
+            identity::set_membership(tx, &tenant_id, &user.id, role)?;
+            audit_membership(tx, &actor, &tenant_id, &user.username, Some(role))
+                .map_err(DbError::from)
         })?;
         members_of(&system, &tenant_id)
     })
@@ -396,6 +420,7 @@ pub async fn put_member(
 pub async fn delete_member(
     state: web::Data<AppState>,
     tenant: TenantCtx,
+    client: ClientInfo,
     path: web::Path<(String, String)>,
 ) -> ApiResult<web::Json<MemberList>> {
     let (_, username) = path.into_inner();
@@ -421,16 +446,42 @@ pub async fn delete_member(
         return Err(IdentityError::UserNotFound(username).into());
     }
     check_role_change(&tenant, None, current)?;
+    let actor = Actor::of(&tenant.caller, &client);
     let members = run_blocking(move || {
         system.db.write(|tx| {
             tx.execute(
                 "DELETE FROM memberships WHERE tenant_id = ?1 AND user_id = ?2",
                 [&tenant_id, &user_id],
-            )
-            .map_err(DbError::from)
+            )?;
+            audit_membership(tx, &actor, &tenant_id, &username, None).map_err(DbError::from)
         })?;
         members_of(&system, &tenant_id)
     })
     .await?;
     Ok(web::Json(MemberList { members }))
+}
+
+/// Records a membership change in the system audit log (memberships live in `system.db`).
+fn audit_membership(
+    conn: &rusqlite::Connection,
+    actor: &Actor,
+    tenant_id: &str,
+    username: &str,
+    role: Option<Role>,
+) -> rusqlite::Result<i64> {
+    crate::audit::append(
+        conn,
+        actor,
+        &crate::audit::Event {
+            action: if role.is_some() {
+                "member.set"
+            } else {
+                "member.remove"
+            },
+            target: username,
+            tenant_id,
+            success: true,
+            detail: serde_json::json!({ "role": role.map(Role::as_str) }),
+        },
+    )
 }

@@ -3,9 +3,10 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Actor;
 use crate::db::run_blocking;
 use crate::error::ApiResult;
-use crate::identity::principal::SystemAdmin;
+use crate::identity::principal::{ClientInfo, SystemAdmin};
 use crate::identity::{self, NewUser, User};
 use crate::state::AppState;
 
@@ -58,9 +59,11 @@ pub struct CreateUser {
 pub async fn create(
     admin: SystemAdmin,
     state: web::Data<AppState>,
+    client: ClientInfo,
     body: web::Json<CreateUser>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
+    let actor = Actor::person(&admin.user().username, &client, true);
     let _permit = state.password_hashes.clone().acquire_owned().await;
     let system = state.system.clone();
     let user = run_blocking(move || {
@@ -74,6 +77,7 @@ pub async fn create(
                 is_system_admin: body.is_system_admin,
                 must_change_password: body.must_change_password.unwrap_or(true),
             },
+            &actor,
         )
     })
     .await?;

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{IdentityError, Role};
+use crate::audit::{Actor, Event};
 use crate::db::system::SystemDb;
 
 /// The prefix every key starts with.
@@ -161,6 +162,7 @@ pub fn create(
     scopes: &[String],
     expires_at: Option<i64>,
     created_by: Option<&str>,
+    actor: &Actor,
 ) -> Result<IssuedKey, IdentityError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -171,9 +173,31 @@ pub fn create(
         return Err(IdentityError::InvalidExpiry);
     }
     system.db.write(|tx| {
-        insert_key(tx, tenant_id, name, &scopes, expires_at, created_by)
-            .map_err(IdentityError::from)
+        let issued = insert_key(tx, tenant_id, name, &scopes, expires_at, created_by)?;
+        audit_key(tx, actor, "api_key.create", &issued.key)?;
+        Ok(issued)
     })
+}
+
+fn audit_key(
+    conn: &Connection,
+    actor: &Actor,
+    action: &str,
+    key: &ApiKey,
+) -> rusqlite::Result<i64> {
+    crate::audit::append(
+        conn,
+        actor,
+        &Event {
+            action,
+            target: &key.id,
+            tenant_id: &key.tenant_id,
+            success: true,
+            detail: serde_json::json!({
+                "name": key.name, "prefix": key.prefix, "scopes": key.scopes, "expires_at": key.expires_at
+            }),
+        },
+    )
 }
 
 /// The keys of a tenant, newest first.
@@ -197,13 +221,20 @@ fn find(conn: &Connection, tenant_id: &str, id: &str) -> rusqlite::Result<Option
 }
 
 /// Revokes a key of a tenant at once. A key of another tenant is "not found".
-pub fn revoke(system: &SystemDb, tenant_id: &str, id: &str) -> Result<ApiKey, IdentityError> {
+pub fn revoke(
+    system: &SystemDb,
+    tenant_id: &str,
+    id: &str,
+    actor: &Actor,
+) -> Result<ApiKey, IdentityError> {
     system.db.write(|tx| {
         tx.execute(
             "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?1) WHERE id = ?2 AND tenant_id = ?3",
             rusqlite::params![now_unix(), id, tenant_id],
         )?;
-        find(tx, tenant_id, id)?.ok_or_else(|| IdentityError::KeyNotFound(id.to_string()))
+        let key = find(tx, tenant_id, id)?.ok_or_else(|| IdentityError::KeyNotFound(id.to_string()))?;
+        audit_key(tx, actor, "api_key.revoke", &key)?;
+        Ok(key)
     })
 }
 
@@ -214,6 +245,7 @@ pub fn rotate(
     id: &str,
     overlap_secs: i64,
     created_by: Option<&str>,
+    actor: &Actor,
 ) -> Result<IssuedKey, IdentityError> {
     system.db.write(|tx| {
         let old = find(tx, tenant_id, id)?
@@ -225,6 +257,7 @@ pub fn rotate(
             "UPDATE api_keys SET expires_at = min(coalesce(expires_at, ?1), ?1), replaced_by = ?2 WHERE id = ?3",
             rusqlite::params![until, issued.key.id, id],
         )?;
+        audit_key(tx, actor, "api_key.rotate", &issued.key)?;
         Ok(issued)
     })
 }

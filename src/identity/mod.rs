@@ -248,7 +248,11 @@ pub struct NewUser<'a> {
 }
 
 /// Creates a local account (the password is checked against the policy and hashed here).
-pub fn create_user(system: &SystemDb, new: &NewUser<'_>) -> Result<User, IdentityError> {
+pub fn create_user(
+    system: &SystemDb,
+    new: &NewUser<'_>,
+    actor: &crate::audit::Actor,
+) -> Result<User, IdentityError> {
     let username = validate_username(new.username)?;
     password::check_policy(new.password, &username)?;
     let hash = password::hash(new.password);
@@ -282,6 +286,17 @@ pub fn create_user(system: &SystemDb, new: &NewUser<'_>) -> Result<User, Identit
                 new.must_change_password,
                 now
             ],
+        )?;
+        crate::audit::append(
+            tx,
+            actor,
+            &crate::audit::Event {
+                action: "user.create",
+                target: &username,
+                tenant_id: "",
+                success: true,
+                detail: serde_json::json!({"system_admin": new.is_system_admin}),
+            },
         )?;
         find_user_by_id(tx, &id)?.ok_or_else(|| IdentityError::UserNotFound(username.clone()))
     })
@@ -330,6 +345,7 @@ pub fn set_password(
     username: &str,
     new_password: &str,
     must_change: bool,
+    actor: &crate::audit::Actor,
 ) -> Result<User, IdentityError> {
     let username = validate_username(username)?;
     password::check_policy(new_password, &username)?;
@@ -344,9 +360,20 @@ pub fn set_password(
         if changed == 0 {
             return Err(IdentityError::UserNotFound(username.clone()));
         }
-        tx.execute(
+        let ended = tx.execute(
             "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
             [&username],
+        )?;
+        crate::audit::append(
+            tx,
+            actor,
+            &crate::audit::Event {
+                action: if must_change { "user.password_reset" } else { "user.password_change" },
+                target: &username,
+                tenant_id: "",
+                success: true,
+                detail: serde_json::json!({"sessions_ended": ended}),
+            },
         )?;
         let (user, _) = find_user_for_login(tx, &username)?
             .ok_or_else(|| IdentityError::UserNotFound(username.clone()))?;
@@ -454,6 +481,7 @@ pub fn bootstrap_admin(system: &SystemDb) -> Result<Option<String>, IdentityErro
             is_system_admin: true,
             must_change_password: true,
         },
+        &crate::audit::Actor::cli(),
     )?;
     Ok(Some(password))
 }

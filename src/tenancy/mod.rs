@@ -191,6 +191,7 @@ pub fn create_tenant(
     id: &TenantId,
     name: &str,
     options: &DbOptions,
+    actor: &crate::audit::Actor,
 ) -> Result<TenantRecord, TenantError> {
     let name = validate_name(name)?;
     let tenants_root = data_dir.join(TENANTS_DIR);
@@ -221,7 +222,21 @@ pub fn create_tenant(
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e);
             }
-            match insert_tenant(tx, id.as_str(), &name) {
+            let inserted = insert_tenant(tx, id.as_str(), &name).and_then(|record| {
+                crate::audit::append(
+                    tx,
+                    actor,
+                    &crate::audit::Event {
+                        action: "tenant.create",
+                        target: id.as_str(),
+                        tenant_id: id.as_str(),
+                        success: true,
+                        detail: serde_json::json!({ "name": record.name }),
+                    },
+                )?;
+                Ok(record)
+            });
+            match inserted {
                 Ok(record) => Ok(record),
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&final_dir);
@@ -490,8 +505,13 @@ impl TenantRegistry {
     }
 
     /// Creates a tenant (see [`create_tenant`]).
-    pub fn create(&self, id: &TenantId, name: &str) -> Result<TenantRecord, TenantError> {
-        create_tenant(&self.system, &self.data_dir, id, name, &self.options)
+    pub fn create(
+        &self,
+        id: &TenantId,
+        name: &str,
+        actor: &crate::audit::Actor,
+    ) -> Result<TenantRecord, TenantError> {
+        create_tenant(&self.system, &self.data_dir, id, name, &self.options, actor)
     }
 
     /// Closes every cached tenant database, checkpointing its WAL. Called at shutdown.
@@ -557,11 +577,13 @@ mod tests {
     fn create_then_duplicate_then_orphan_is_set_aside() {
         let (dir, registry) = setup(4);
         let id = TenantId::parse("acme").expect("id");
-        let record = registry.create(&id, "Acme").expect("create");
+        let record = registry
+            .create(&id, "Acme", &crate::audit::Actor::cli())
+            .expect("create");
         assert_eq!(record.status, "active");
         assert!(tenant_db_path(dir.path(), &id).is_file());
         assert!(matches!(
-            registry.create(&id, "Again"),
+            registry.create(&id, "Again", &crate::audit::Actor::cli()),
             Err(TenantError::Exists(_))
         ));
 
@@ -569,7 +591,7 @@ mod tests {
         std::fs::create_dir_all(tenant_dir(dir.path(), &ghost)).expect("orphan");
         std::fs::write(tenant_dir(dir.path(), &ghost).join("junk"), b"x").expect("junk");
         registry
-            .create(&ghost, "Ghost")
+            .create(&ghost, "Ghost", &crate::audit::Actor::cli())
             .expect("create over orphan");
         assert!(!tenant_dir(dir.path(), &ghost).join("junk").exists());
         let orphans = std::fs::read_dir(dir.path().join(TENANTS_DIR).join(ORPHANED_DIR))
@@ -589,7 +611,9 @@ mod tests {
             .map(|i| TenantId::parse(&format!("t{i:02}")).expect("id"))
             .collect();
         for id in &ids {
-            registry.create(id, id.as_str()).expect("create");
+            registry
+                .create(id, id.as_str(), &crate::audit::Actor::cli())
+                .expect("create");
         }
         for round in 0..3 {
             for id in &ids {
@@ -629,8 +653,12 @@ mod tests {
         let (_dir, registry) = setup(1);
         let a = TenantId::parse("aa").expect("id");
         let b = TenantId::parse("bb").expect("id");
-        registry.create(&a, "A").expect("a");
-        registry.create(&b, "B").expect("b");
+        registry
+            .create(&a, "A", &crate::audit::Actor::cli())
+            .expect("a");
+        registry
+            .create(&b, "B", &crate::audit::Actor::cli())
+            .expect("b");
         let registry = Arc::new(registry);
         let (_, held) = registry.get(&a).expect("a open");
         let r2 = registry.clone();
@@ -652,8 +680,12 @@ mod tests {
         let (dir, registry) = setup(2);
         let a = TenantId::parse("aa").expect("id");
         let b = TenantId::parse("bb").expect("id");
-        registry.create(&a, "A").expect("a");
-        registry.create(&b, "B").expect("b");
+        registry
+            .create(&a, "A", &crate::audit::Actor::cli())
+            .expect("a");
+        registry
+            .create(&b, "B", &crate::audit::Actor::cli())
+            .expect("b");
         std::fs::copy(
             tenant_db_path(dir.path(), &a),
             tenant_db_path(dir.path(), &b),

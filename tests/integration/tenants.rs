@@ -46,7 +46,7 @@ fn create_list_show_and_validate() {
     let list = server.get("/api/v1/tenants").json();
     assert_eq!(list["tenants"].as_array().map(Vec::len), Some(1));
     let shown = server.get("/api/v1/tenants/acme-corp-eu").json();
-    assert_eq!(shown["schema_version"], 1);
+    assert_eq!(shown["schema_version"], schema_version("tenant"));
     assert!(shown["database_bytes"].as_u64().unwrap_or(0) > 0);
     let missing = server.get("/api/v1/tenants/ghost");
     assert_eq!(missing.status, 404);
