@@ -57,6 +57,7 @@ pub struct ErrorDetail {
         super::audit::tenant_log,
         super::users::list,
         super::users::create,
+        super::users::update,
     ),
     components(schemas(ErrorResponse, ErrorDetail)),
     tags(

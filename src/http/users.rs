@@ -7,7 +7,7 @@ use crate::audit::Actor;
 use crate::db::run_blocking;
 use crate::error::ApiResult;
 use crate::identity::principal::{ClientInfo, SystemAdmin};
-use crate::identity::{self, NewUser, User};
+use crate::identity::{self, NewUser, User, UserUpdate};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -15,7 +15,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         super::resource("/api/v1/users")
             .route(web::get().to(list))
             .route(web::post().to(create)),
-    );
+    )
+    .service(super::resource("/api/v1/users/{username}").route(web::patch().to(update)));
 }
 
 /// Every account.
@@ -83,4 +84,45 @@ pub async fn create(
     .await?;
     tracing::info!(user = %user.username, by = %admin.user().username, "account created");
     Ok(HttpResponse::Created().json(user))
+}
+
+/// Changes to an account.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// `active`, `suspended` or `deactivated`; anything but active ends the account's sessions at once.
+    pub state: Option<String>,
+    pub is_system_admin: Option<bool>,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Changes an account: state, system administrator flag, name, e-mail (system administrators).
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users",
+    params(("username" = String, Path, description = "account")), request_body = UpdateUser,
+    responses((status = 200, description = "the account after the change", body = User),
+        (status = 400, description = "invalid state, or a change that would lock yourself out", body = crate::http::openapi::ErrorResponse),
+        (status = 404, description = "no such account", body = crate::http::openapi::ErrorResponse)))]
+pub async fn update(
+    admin: SystemAdmin,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    path: web::Path<String>,
+    body: web::Json<UpdateUser>,
+) -> ApiResult<web::Json<User>> {
+    let body = body.into_inner();
+    let change = UserUpdate {
+        state: body.state,
+        is_system_admin: body.is_system_admin,
+        display_name: body.display_name,
+        email: body.email,
+    };
+    let actor = Actor::person(&admin.user().username, &client, true);
+    let acting = admin.user().id.clone();
+    let system = state.system.clone();
+    let username = path.into_inner();
+    let user =
+        run_blocking(move || identity::update_user(&system, &username, &change, &acting, &actor))
+            .await?;
+    Ok(web::Json(user))
 }

@@ -134,6 +134,12 @@ pub enum IdentityError {
     UserNotFound(String),
     #[error("invalid role {0:?}: use owner, admin, editor or viewer")]
     InvalidRole(String),
+    #[error("invalid account state {0:?}: use active, suspended or deactivated")]
+    InvalidState(String),
+    #[error(
+        "you cannot suspend, deactivate or demote your own account; ask another administrator"
+    )]
+    SelfLockout,
     #[error("invalid scope {0:?}: give one or more of read, write, admin")]
     InvalidScope(String),
     #[error("an API key needs a name of 1-100 characters")]
@@ -176,6 +182,8 @@ impl ErrorCode for IdentityError {
             IdentityError::InvalidUsername(_)
             | IdentityError::InvalidRole(_)
             | IdentityError::InvalidScope(_)
+            | IdentityError::InvalidState(_)
+            | IdentityError::SelfLockout
             | IdentityError::InvalidKeyName
             | IdentityError::InvalidExpiry => Code::InvalidRequest,
             IdentityError::KeyNotFound(_) => Code::ApiKeyNotFound,
@@ -378,6 +386,73 @@ pub fn set_password(
         let (user, _) = find_user_for_login(tx, &username)?
             .ok_or_else(|| IdentityError::UserNotFound(username.clone()))?;
         Ok(user)
+    })
+}
+
+/// Changes to an account, by a system administrator.
+#[derive(Debug, Default)]
+pub struct UserUpdate {
+    pub state: Option<String>,
+    pub is_system_admin: Option<bool>,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Updates an account. Suspending or deactivating it ends all its sessions at once. An administrator
+/// cannot suspend, deactivate or demote their own account (so an installation never locks itself out).
+pub fn update_user(
+    system: &SystemDb,
+    username: &str,
+    change: &UserUpdate,
+    acting_user_id: &str,
+    actor: &crate::audit::Actor,
+) -> Result<User, IdentityError> {
+    let username = validate_username(username)?;
+    if let Some(state) = &change.state {
+        if !USER_STATES.contains(&state.as_str()) {
+            return Err(IdentityError::InvalidState(state.clone()));
+        }
+    }
+    system.db.write(|tx| {
+        let (user, _) = find_user_for_login(tx, &username)?
+            .ok_or_else(|| IdentityError::UserNotFound(username.clone()))?;
+        let demotes_self = user.id == acting_user_id
+            && (change.state.as_deref().is_some_and(|s| s != "active") || change.is_system_admin == Some(false));
+        if demotes_self {
+            return Err(IdentityError::SelfLockout);
+        }
+        let now = now_rfc3339();
+        tx.execute(
+            "UPDATE users SET state = coalesce(?1, state), is_system_admin = coalesce(?2, is_system_admin),
+                    display_name = coalesce(?3, display_name), email = coalesce(?4, email), updated_at = ?5
+             WHERE id = ?6",
+            rusqlite::params![
+                change.state,
+                change.is_system_admin,
+                change.display_name.as_deref().map(str::trim).filter(|d| !d.is_empty()),
+                change.email.as_deref().map(str::trim),
+                now,
+                user.id
+            ],
+        )?;
+        let mut ended = 0;
+        if change.state.as_deref().is_some_and(|s| s != "active") {
+            ended = tx.execute("DELETE FROM sessions WHERE user_id = ?1", [&user.id])?;
+        }
+        crate::audit::append(
+            tx,
+            actor,
+            &crate::audit::Event {
+                action: "user.update",
+                target: &username,
+                tenant_id: "",
+                success: true,
+                detail: serde_json::json!({
+                    "state": change.state, "is_system_admin": change.is_system_admin, "sessions_ended": ended
+                }),
+            },
+        )?;
+        find_user_by_id(tx, &user.id)?.ok_or_else(|| IdentityError::UserNotFound(username.clone()))
     })
 }
 

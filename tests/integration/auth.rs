@@ -386,3 +386,56 @@ fn cli_creates_accounts_from_stdin_and_resets_passwords() {
     assert_eq!(users.as_array().map(Vec::len), Some(1));
     assert_eq!(users[0]["must_change_password"], false);
 }
+
+#[test]
+fn suspending_an_account_ends_its_sessions_and_blocks_sign_in() {
+    let server = Server::start();
+    let frank = server.user("frank");
+    assert_eq!(
+        server.get_as("/api/v1/auth/session", Some(&frank)).status,
+        200
+    );
+    let patch = |who: &str, body: Value| {
+        server.call(
+            "PATCH",
+            &format!("/api/v1/users/{who}"),
+            Some(&body),
+            server.admin.as_ref(),
+        )
+    };
+    let reply = patch("frank", json!({"state": "suspended"}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["state"], "suspended");
+    assert_eq!(
+        server.get_as("/api/v1/auth/session", Some(&frank)).status,
+        401,
+        "session ended at once"
+    );
+    let refused = server
+        .login("frank", "frank long enough password")
+        .expect_err("suspended");
+    assert_eq!(
+        refused.error_code(),
+        "invalid_credentials",
+        "same answer as a wrong password"
+    );
+    assert_eq!(patch("frank", json!({"state": "active"})).status, 200);
+    assert!(server.login("frank", "frank long enough password").is_ok());
+
+    assert_eq!(
+        patch("frank", json!({"state": "gone"})).error_code(),
+        "invalid_request"
+    );
+    assert_eq!(
+        patch("nobody", json!({"state": "active"})).error_code(),
+        "user_not_found"
+    );
+    let own = patch("admin", json!({"is_system_admin": false}));
+    assert_eq!(own.status, 400);
+    assert!(own.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("your own account"));
+    let audit = server.get("/api/v1/audit?action=user.update").json();
+    assert_eq!(audit["entries"].as_array().map(Vec::len), Some(2));
+}
