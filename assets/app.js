@@ -4,6 +4,9 @@ import { html, render, useEffect } from './vendor/htm-preact-3.1.1.js';
 import { Link, navigate, usePath } from './lib/router.js';
 import { loadSession, signOut, useSession } from './lib/session.js';
 import { ChangePassword } from './pages/password.js';
+import { Tenant } from './pages/tenant.js';
+import { Users } from './pages/users.js';
+import { SystemAudit } from './pages/audit-log.js';
 import { Overview } from './pages/overview.js';
 import { Tenants } from './pages/tenants.js';
 import { ApiDocs } from './pages/api-docs.js';
@@ -13,6 +16,8 @@ import { NotFound } from './pages/not-found.js';
 const ROUTES = [
   { path: '/', title: 'Overview', view: Overview, nav: true },
   { path: '/tenants', title: 'Tenants', view: Tenants, nav: true },
+  { path: '/users', title: 'Accounts', view: Users, nav: true, admin: true },
+  { path: '/audit', title: 'Audit log', view: SystemAudit, nav: true, admin: true },
   { path: '/api-docs', title: 'API reference', view: ApiDocs, nav: true },
   { path: '/login', title: 'Sign in', view: Login, nav: false, public: true },
   { path: '/account/password', title: 'Password', view: ChangePassword, nav: false },
@@ -21,7 +26,8 @@ const ROUTES = [
 function App() {
   const path = usePath();
   const { loaded, info } = useSession();
-  const route = ROUTES.find((r) => r.path === path);
+  const tenantMatch = path.match(/^\/tenants\/([a-z0-9-]+)$/);
+  const route = tenantMatch ? { path, title: 'Tenant', view: Tenant } : ROUTES.find((r) => r.path === path);
 
   // Where the session says the person must be: signed out → sign-in; temporary password → change it.
   useEffect(() => {
@@ -41,6 +47,13 @@ function App() {
       <${Link} href="/" class="brand">Enclave</${Link}>
       ${user
         ? html`<div class="account">
+            ${info.memberships.length > 0 && html`
+              <label class="switcher">Tenant
+                <select aria-label="Switch tenant" value=${tenantMatch ? tenantMatch[1] : ''}
+                  onChange=${(e) => e.currentTarget.value && navigate(`/tenants/${e.currentTarget.value}`)}>
+                  <option value="">—</option>
+                  ${info.memberships.map((m) => html`<option value=${m.tenant_id}>${m.tenant_name}</option>`)}
+                </select></label>`}
             <${Link} href="/account/password" class="who">${user.display_name}</${Link}>
             <button type="button" class="signin" onClick=${async () => { await signOut(); navigate('/login'); }}>Sign out</button>
           </div>`
@@ -49,12 +62,12 @@ function App() {
     <div class="shell">
       <nav class="sidenav" aria-label="Main">
         <ul>
-          ${ROUTES.filter((r) => r.nav).map((r) => html`
+          ${ROUTES.filter((r) => r.nav && (!r.admin || (user && user.is_system_admin))).map((r) => html`
             <li key=${r.path}><${Link} href=${r.path} current=${r.path === path}>${r.title}</${Link}></li>`)}
         </ul>
       </nav>
       <main id="main" tabindex="-1">
-        <${View} />
+        <${View} id=${tenantMatch ? tenantMatch[1] : undefined} />
       </main>
     </div>`;
 }

@@ -3,6 +3,7 @@ import { html, useEffect, useState } from '../vendor/htm-preact-3.1.1.js';
 import { api } from '../lib/api.js';
 import { ErrorBanner, Loading, formatTime } from '../lib/ui.js';
 import { useSession } from '../lib/session.js';
+import { Link } from '../lib/router.js';
 
 function CreateTenant({ onCreated }) {
   const [name, setName] = useState('');
@@ -76,7 +77,7 @@ export function Tenants() {
             <tbody>
               ${tenants.map((t) => html`
                 <tr key=${t.id}>
-                  <td><code>${t.id}</code></td>
+                  <td><${Link} href=${`/tenants/${t.id}`}><code>${t.id}</code></${Link}></td>
                   <td>${t.name}</td>
                   <td><span class=${'pill pill-' + t.status}>${t.status}</span></td>
                   <td>${formatTime(t.created_at)}</td>

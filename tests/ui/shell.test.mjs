@@ -209,6 +209,74 @@ test('navigation changes pages without reloading; unknown routes show not found'
   await page.close();
 });
 
+test('an administrator runs a tenant from the browser: account, member, API key, audit', async () => {
+  // 401: the revoked key's own request, made on purpose.
+  const { page, problems } = await openPage([401]);
+  // A new account with a temporary password.
+  await page.goto(`${base}/users`);
+  await page.getByLabel('Username').fill('nina');
+  await page.getByLabel('Temporary password').fill('nina temporary passphrase');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByTestId('user-table').getByRole('row', { name: /nina/ }).waitFor();
+
+  // Nina becomes an editor of the tenant created earlier.
+  await page.goto(`${base}/tenants`);
+  await page.getByRole('link', { name: 'sales-team' }).click();
+  await page.getByRole('heading', { name: /Sales Team/ }).waitFor();
+  await page.getByRole('form', { name: 'Add a member' }).getByLabel('Username').fill('nina');
+  await page.getByRole('form', { name: 'Add a member' }).getByLabel('Role').selectOption('editor');
+  await page.getByRole('button', { name: 'Add member' }).click();
+  await page.getByTestId('member-table').getByRole('row', { name: /nina/ }).waitFor();
+
+  // An API key: the secret is shown once, then it is revoked.
+  await page.getByRole('tab', { name: 'API keys' }).click();
+  await page.getByLabel('Name').fill('nightly import');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const secret = (await page.getByTestId('new-secret').locator('code').textContent()).trim();
+  assert.match(secret, /^ek_live_[0-9a-f]{48}$/);
+  const viaKey = await page.evaluate(async (k) => (await fetch('/api/v1/tenants/sales-team', { headers: { Authorization: `Bearer ${k}` } })).status, secret);
+  assert.equal(viaKey, 200);
+  await shot(page, 'api-key-created');
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.getByTestId('key-table').getByRole('button', { name: 'Revoke' }).click();
+  await page.getByTestId('key-table').getByText('revoked').waitFor();
+  const afterRevoke = await page.evaluate(async (k) => (await fetch('/api/v1/tenants/sales-team', { headers: { Authorization: `Bearer ${k}` } })).status, secret);
+  assert.equal(afterRevoke, 401);
+
+  // Both show in the tenant's audit log.
+  await page.getByRole('tab', { name: 'Audit log' }).click();
+  const auditTable = page.getByTestId('audit-table');
+  await auditTable.getByRole('cell', { name: 'api_key.revoke', exact: true }).waitFor();
+  await auditTable.getByRole('cell', { name: 'api_key.create', exact: true }).waitFor();
+  await auditTable.getByRole('cell', { name: 'member.set', exact: true }).waitFor();
+  await shot(page, 'tenant-audit');
+  assert.deepEqual(problems, []);
+  await page.close();
+
+  // Nina signs in in her own browser, chooses her password, and finds the tenant in her switcher.
+  const ninaContext = await browser.newContext();
+  const nina = await openPage([401], ninaContext);
+  await nina.page.goto(`${base}/login`);
+  await nina.page.getByLabel('Username').fill('nina');
+  await nina.page.getByLabel('Password').fill('nina temporary passphrase');
+  await nina.page.getByRole('button', { name: 'Sign in' }).click();
+  await nina.page.getByRole('heading', { name: 'Choose your password' }).waitFor();
+  await nina.page.getByLabel('Current password').fill('nina temporary passphrase');
+  await nina.page.getByLabel('New password', { exact: true }).fill('nina chose this passphrase');
+  await nina.page.getByLabel('New password again').fill('nina chose this passphrase');
+  await nina.page.getByRole('button', { name: 'Save password' }).click();
+  await nina.page.getByTestId('version').waitFor();
+  await nina.page.getByLabel('Switch tenant').selectOption('sales-team');
+  await shot(nina.page, 'editor-switch');
+  await nina.page.getByRole('heading', { name: /Sales Team/ }).waitFor({ timeout: 5000 });
+  // An editor sees the members but no key or audit tabs, and no admin pages.
+  assert.equal(await nina.page.getByRole('tab', { name: 'API keys' }).count(), 0);
+  assert.equal(await nina.page.getByRole('link', { name: 'Accounts' }).count(), 0);
+  await shot(nina.page, 'editor-view');
+  assert.deepEqual(nina.problems, []);
+  await ninaContext.close();
+});
+
 test('sign out ends the session', async () => {
   const { page, problems } = await openPage([401]);
   await page.goto(`${base}/`);
