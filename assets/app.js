@@ -1,6 +1,6 @@
 // Enclave's web UI: the layout (header, navigation, content) and the client-side routes.
 // Plain ES modules: no build step; the one library (preact + htm) is vendored under vendor/.
-import { html, render, useEffect } from './vendor/htm-preact-3.1.1.js';
+import { html, render, useEffect, useRef } from './vendor/htm-preact-3.1.1.js';
 import { Link, navigate, usePath } from './lib/router.js';
 import { loadSession, signOut, useSession } from './lib/session.js';
 import { ChangePassword } from './pages/password.js';
@@ -36,6 +36,17 @@ function App() {
     else if (info && info.user.must_change_password && path !== '/account/password') navigate('/account/password');
     else if (info && path === '/login') navigate('/');
   }, [loaded, info, path]);
+
+  // After a client-side navigation from the menu (or from a view that went away), move the focus to the
+  // new content, as a page load would, so keyboard and screen reader users start there.
+  const firstPath = useRef(path);
+  useEffect(() => {
+    if (path === firstPath.current) return;
+    firstPath.current = null;
+    const active = document.activeElement;
+    const main = document.getElementById('main');
+    if (main && (!active || active === document.body || active.closest('nav'))) main.focus({ preventScroll: true });
+  }, [path]);
 
   if (!loaded) return html`<p class="muted center">Loading…</p>`;
   const View = route ? route.view : NotFound;

@@ -248,6 +248,27 @@ pub async fn serve(
         })
     });
 
+    // Purge tenants whose deletion grace period has passed: now, then every five minutes.
+    let purge_state = state.clone();
+    let purger = actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            let s = purge_state.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                crate::tenancy::lifecycle::purge_due(
+                    &s.system,
+                    &s.config.storage.data_dir,
+                    &crate::audit::Actor::cli(),
+                )
+            })
+            .await;
+            if let Ok(Err(e)) = result {
+                tracing::warn!(error = %e, "tenant purge failed; will retry");
+            }
+        }
+    });
+
     let stopping_state = state.clone();
     actix_web::rt::spawn(async move {
         shutdown.await;
@@ -261,6 +282,7 @@ pub async fn serve(
     if let Some(task) = watchdog {
         task.abort();
     }
+    purger.abort();
     state.set_ready(false);
     let closing = state.clone();
     tokio::task::spawn_blocking(move || {

@@ -192,6 +192,9 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Purge now every deleted tenant whose grace period has passed (the server also does this every
+    /// five minutes). Tenants still in their grace period are left alone.
+    Purge,
 }
 
 /// Everything a command can fail with.
@@ -271,6 +274,26 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tenant_create(cli.load_config(None)?, name, id.as_deref())
         }
         Command::Tenant(TenantCommand::List { json }) => tenant_list(cli.load_config(None)?, *json),
+        Command::Tenant(TenantCommand::Purge) => {
+            let loaded = cli.load_config(None)?;
+            init_cli_logging(&loaded);
+            let system = open_system_for_cli(&loaded.config)?;
+            let purged = crate::tenancy::lifecycle::purge_due(
+                &system,
+                &loaded.config.storage.data_dir,
+                &crate::audit::Actor::cli(),
+            )?;
+            println!(
+                "{} tenant(s) purged{}",
+                purged.len(),
+                if purged.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", purged.join(", "))
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::User(command) => user_command(cli.load_config(None)?, command),
         Command::Key(command) => key_command(cli.load_config(None)?, command),
         Command::Audit(AuditCommand::Verify) => audit_verify(cli.load_config(None)?),

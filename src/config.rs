@@ -32,6 +32,7 @@ pub mod env {
     pub const MAX_OPEN_TENANT_POOLS: &str = "ENCLAVE_MAX_OPEN_TENANT_POOLS";
     pub const TENANT_POOL_SIZE: &str = "ENCLAVE_TENANT_POOL_SIZE";
     pub const BUSY_TIMEOUT_MS: &str = "ENCLAVE_BUSY_TIMEOUT_MS";
+    pub const TENANT_PURGE_GRACE_HOURS: &str = "ENCLAVE_TENANT_PURGE_GRACE_HOURS";
     pub const SESSION_IDLE_MINUTES: &str = "ENCLAVE_SESSION_IDLE_MINUTES";
     pub const SESSION_MAX_HOURS: &str = "ENCLAVE_SESSION_MAX_HOURS";
     pub const TRUST_PROXY: &str = "ENCLAVE_TRUST_PROXY";
@@ -49,6 +50,7 @@ pub mod env {
         MAX_OPEN_TENANT_POOLS,
         TENANT_POOL_SIZE,
         BUSY_TIMEOUT_MS,
+        TENANT_PURGE_GRACE_HOURS,
         SESSION_IDLE_MINUTES,
         SESSION_MAX_HOURS,
         TRUST_PROXY,
@@ -91,6 +93,8 @@ pub struct StorageConfig {
     pub tenant_pool_size: u32,
     /// How long a database call waits for a lock held by another connection before it fails, in ms.
     pub busy_timeout_ms: u64,
+    /// A deleted tenant is purged (its files removed for good) this many hours after the deletion.
+    pub tenant_purge_grace_hours: u64,
 }
 
 /// Sign-in and sessions.
@@ -152,6 +156,7 @@ impl Default for StorageConfig {
             max_open_tenant_pools: 256,
             tenant_pool_size: 4,
             busy_timeout_ms: 5000,
+            tenant_purge_grace_hours: 72,
         }
     }
 }
@@ -337,6 +342,9 @@ impl Config {
         if let Some(v) = lookup(env::BUSY_TIMEOUT_MS) {
             self.storage.busy_timeout_ms = parse(env::BUSY_TIMEOUT_MS, v)?;
         }
+        if let Some(v) = lookup(env::TENANT_PURGE_GRACE_HOURS) {
+            self.storage.tenant_purge_grace_hours = parse(env::TENANT_PURGE_GRACE_HOURS, v)?;
+        }
         if let Some(v) = lookup(env::SESSION_IDLE_MINUTES) {
             self.auth.session_idle_minutes = parse(env::SESSION_IDLE_MINUTES, v)?;
         }
@@ -479,6 +487,10 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 
 # How long a database call waits for a lock before failing, in milliseconds. Env: ENCLAVE_BUSY_TIMEOUT_MS
 # busy_timeout_ms = 5000
+
+# A deleted tenant is purged (its directory removed for good) this many hours after the deletion;
+# until then a system administrator can restore it. Env: ENCLAVE_TENANT_PURGE_GRACE_HOURS
+# tenant_purge_grace_hours = 72
 
 [auth]
 # A browser session ends after this many minutes without a request (1-10080).

@@ -23,7 +23,10 @@ export function usePath() {
 }
 
 function onClick(event) {
-  if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+  // Modified clicks (new tab, new window, download) and other targets stay with the browser.
+  if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  const target = event.currentTarget.getAttribute('target');
+  if (target && target !== '_self') return;
   event.preventDefault();
   navigate(event.currentTarget.getAttribute('href'));
 }

@@ -36,6 +36,9 @@ pub struct TenantRecord {
     pub status: String,
     #[schema(example = "2026-11-22T14:00:00Z")]
     pub created_at: String,
+    /// For a tenant being deleted: when it will be purged (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<i64>,
 }
 
 impl TenantRecord {
@@ -45,6 +48,7 @@ impl TenantRecord {
             name: row.get(1)?,
             status: row.get(2)?,
             created_at: row.get(3)?,
+            delete_after: row.get(4)?,
         })
     }
 }
@@ -156,7 +160,7 @@ impl SystemDb {
     pub fn tenant(&self, id: &str) -> Result<Option<TenantRecord>, DbError> {
         self.db.read(|c| {
             c.query_row(
-                "SELECT id, name, status, created_at FROM tenants WHERE id = ?1",
+                "SELECT id, name, status, created_at, delete_after FROM tenants WHERE id = ?1",
                 [id],
                 TenantRecord::from_row,
             )
@@ -196,8 +200,9 @@ pub fn read_instance(conn: &Connection) -> rusqlite::Result<Option<Instance>> {
 
 /// Lists tenants on any connection (the CLI uses a plain connection, the server its pool).
 pub fn list_tenants(conn: &Connection) -> rusqlite::Result<Vec<TenantRecord>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, name, status, created_at FROM tenants ORDER BY id")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, status, created_at, delete_after FROM tenants ORDER BY id",
+    )?;
     let rows = stmt.query_map([], TenantRecord::from_row)?;
     rows.collect()
 }
@@ -214,6 +219,7 @@ pub fn insert_tenant(conn: &Connection, id: &str, name: &str) -> rusqlite::Resul
         name: name.to_string(),
         status: "active".into(),
         created_at: now,
+        delete_after: None,
     })
 }
 

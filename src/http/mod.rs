@@ -4,6 +4,7 @@
 //! house error shape by the handlers registered in [`extractor_configs`]; unknown `/api` routes and wrong
 //! methods answer JSON too. Handlers stay thin: they extract, call the domain, and serialise.
 
+pub mod admin_tenants;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tenants::configure(cfg);
     auth::configure(cfg);
     users::configure(cfg);
+    admin_tenants::configure(cfg);
     audit::configure(cfg);
     // Everything of one tenant: the caller and its role there are resolved before any other extractor
     // (a body that fails to parse must not answer before "no such tenant" does).

@@ -398,6 +398,7 @@ pub async fn put_member(
     })
     .await?;
     check_role_change(&tenant, Some(role), current)?;
+    tenant.ensure_writable()?;
     let actor = Actor::of(&tenant.caller, &client);
     let members = run_blocking(move || {
         system.db.write(|tx| {
@@ -446,6 +447,7 @@ pub async fn delete_member(
         return Err(IdentityError::UserNotFound(username).into());
     }
     check_role_change(&tenant, None, current)?;
+    tenant.ensure_writable()?;
     let actor = Actor::of(&tenant.caller, &client);
     let members = run_blocking(move || {
         system.db.write(|tx| {

@@ -17,6 +17,7 @@
 //! request that needs a new one when all slots are held waits briefly and then gets `503`.
 
 pub mod extract;
+pub mod lifecycle;
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -173,7 +174,7 @@ pub fn tenant_db_path(data_dir: &Path, id: &TenantId) -> PathBuf {
     tenant_dir(data_dir, id).join(TENANT_DB_FILE)
 }
 
-fn validate_name(name: &str) -> Result<String, TenantError> {
+pub(crate) fn validate_name(name: &str) -> Result<String, TenantError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(TenantError::InvalidName(
@@ -318,6 +319,10 @@ pub fn migrate_all_tenants(
 #[derive(Debug)]
 pub struct TenantDb {
     id: TenantId,
+    /// Which incarnation of the tenant this is: the record's `created_at` and the database file's inode.
+    /// A tenant deleted and created again under the same id is a different tenant and must never be
+    /// served the old cached pool.
+    generation: (String, u64),
     db: Database,
     _slot: SlotGuard,
 }
@@ -423,13 +428,20 @@ impl TenantRegistry {
             .tenant(id.as_str())?
             .filter(|r| r.status != "deleting")
             .ok_or_else(|| TenantError::NotFound(id.clone()))?;
-        if let Some(open) = self.cache().get(id) {
-            return Ok((record, open.clone()));
+        {
+            let mut cache = self.cache();
+            match cache.get(id) {
+                Some(open) if open.generation == self.generation_of(id, &record) => {
+                    return Ok((record, open.clone()));
+                }
+                Some(_) => drop(cache.pop(id)),
+                None => {}
+            }
         }
         let slot = self.reserve_slot()?;
-        let opened = Arc::new(self.open(id, slot)?);
+        let opened = Arc::new(self.open(id, self.generation_of(id, &record), slot)?);
         let mut cache = self.cache();
-        if let Some(raced) = cache.get(id) {
+        if let Some(raced) = cache.get(id).filter(|t| t.generation == opened.generation) {
             // Another request opened it meanwhile; use that one, ours closes as it drops.
             return Ok((record, raced.clone()));
         }
@@ -480,7 +492,18 @@ impl TenantRegistry {
         }
     }
 
-    fn open(&self, id: &TenantId, slot: SlotGuard) -> Result<TenantDb, TenantError> {
+    fn generation_of(&self, id: &TenantId, record: &TenantRecord) -> (String, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(tenant_db_path(&self.data_dir, id)).map_or(0, |m| m.ino());
+        (record.created_at.clone(), inode)
+    }
+
+    fn open(
+        &self,
+        id: &TenantId,
+        generation: (String, u64),
+        slot: SlotGuard,
+    ) -> Result<TenantDb, TenantError> {
         let path = tenant_db_path(&self.data_dir, id);
         let db = Database::open(&path, &self.options)?;
         let owner: Option<String> = db.read(|c| {
@@ -499,6 +522,7 @@ impl TenantRegistry {
         tracing::debug!(tenant = %id, "tenant database opened");
         Ok(TenantDb {
             id: id.clone(),
+            generation,
             db,
             _slot: slot,
         })
@@ -673,6 +697,35 @@ mod tests {
             .expect("b opened after a was released");
         assert_eq!(opened, b);
         assert_eq!(registry.high_water(), 1);
+    }
+
+    #[test]
+    fn a_tenant_recreated_under_the_same_id_never_gets_the_old_pool() {
+        let (dir, registry) = setup(4);
+        let id = TenantId::parse("again").expect("id");
+        registry
+            .create(&id, "First", &crate::audit::Actor::cli())
+            .expect("create");
+        let (_, first) = registry.get(&id).expect("open");
+        first
+            .db()
+            .write(|tx| {
+                tx.execute("INSERT INTO settings VALUES ('who', '\"first\"', '')", [])
+                    .map_err(DbError::from)
+            })
+            .expect("write");
+        drop(first);
+        // Purge and create again with the same id while the old pool is still cached.
+        let actor = crate::audit::Actor::cli();
+        lifecycle::mark_for_deletion(registry.system(), &id, 0, &actor).expect("mark");
+        lifecycle::purge_due(registry.system(), dir.path(), &actor).expect("purge");
+        registry.create(&id, "Second", &actor).expect("recreate");
+        let (_, second) = registry.get(&id).expect("open");
+        let rows: i64 = second
+            .db()
+            .read(|c| c.query_row("SELECT count(*) FROM settings", [], |r| r.get(0)))
+            .expect("count");
+        assert_eq!(rows, 0, "the new tenant must not see the old tenant's data");
     }
 
     #[test]

@@ -204,3 +204,106 @@ fn a_thousand_tenants_stay_within_the_pool_cap_and_never_see_each_others_data() 
     assert!(metric(&metrics, "enclave_tenant_pools_open").unwrap_or(99.0) <= CAP as f64);
     eprintln!("1000 tenants: pool high water {high_water}, max tenant.db fds {fds}");
 }
+
+#[test]
+fn rename_suspend_delete_restore_and_purge() {
+    let server = Server::start_with(Options {
+        env: vec![
+            ("ENCLAVE_LISTEN".into(), "127.0.0.1:0".into()),
+            ("ENCLAVE_TENANT_PURGE_GRACE_HOURS".into(), "0".into()),
+        ],
+        ..Default::default()
+    });
+    server.create_tenant("acme");
+    server.create_tenant("keep");
+    let (_, key) = server.create_key("acme", &["admin"]);
+    let admin = server.admin.as_ref();
+    let patch =
+        |body: Value| server.call("PATCH", "/api/v1/admin/tenants/acme", Some(&body), admin);
+
+    let renamed = patch(json!({"name": "Acme Europe"}));
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(
+        server.get("/api/v1/tenants/acme").json()["name"],
+        "Acme Europe"
+    );
+
+    // Suspended: readable, not changeable, by people and keys alike.
+    assert_eq!(
+        patch(json!({"status": "suspended"})).json()["status"],
+        "suspended"
+    );
+    assert_eq!(server.get("/api/v1/tenants/acme/settings").status, 200);
+    let refused = server.patch_json("/api/v1/tenants/acme/settings", &json!({"a": 1}));
+    assert_eq!(refused.status, 409);
+    assert_eq!(refused.error_code(), "tenant_suspended");
+    let refused = server.call_with_key(
+        "POST",
+        "/api/v1/tenants/acme/api-keys",
+        Some(&json!({"name": "x", "scopes": ["read"]})),
+        &key,
+    );
+    assert_eq!(refused.error_code(), "tenant_suspended");
+    assert_eq!(
+        patch(json!({"status": "active"})).json()["status"],
+        "active"
+    );
+    assert_eq!(patch(json!({"status": "deleting"})).status, 400);
+
+    // Delete: hidden at once (404 for people and keys), restorable until purged.
+    let deleted = server.call("DELETE", "/api/v1/admin/tenants/acme", None, admin);
+    assert_eq!(deleted.json()["status"], "deleting");
+    assert!(deleted.json()["delete_after"].as_i64().is_some());
+    assert_eq!(server.get("/api/v1/tenants/acme").status, 404);
+    assert_eq!(
+        server
+            .call_with_key("GET", "/api/v1/tenants/acme", None, &key)
+            .status,
+        401
+    );
+    let restored = server.call("POST", "/api/v1/admin/tenants/acme/restore", None, admin);
+    assert_eq!(restored.json()["status"], "active");
+    assert_eq!(server.get("/api/v1/tenants/acme").status, 200);
+
+    // Delete again and purge: the directory is gone, the other tenant untouched, the purge audited.
+    server.call("DELETE", "/api/v1/admin/tenants/acme", None, admin);
+    let data = server.data_dir.to_str().expect("utf8").to_string();
+    let (code, out, err) = run(server.cwd.path(), &["--data-dir", &data, "tenant", "purge"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 tenant(s) purged: acme"), "{out}");
+    assert!(!server.data_dir.join("tenants/acme").exists());
+    assert!(server.data_dir.join("tenants/keep/tenant.db").is_file());
+    assert_eq!(
+        server
+            .call("POST", "/api/v1/admin/tenants/acme/restore", None, admin)
+            .status,
+        404
+    );
+    let audit = server.get("/api/v1/audit?q=acme").json();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for expected in [
+        "tenant.purge",
+        "tenant.delete",
+        "tenant.restore",
+        "tenant.suspend",
+        "tenant.rename",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing: {actions:?}"
+        );
+    }
+    // A non-admin cannot touch the lifecycle.
+    let user = server.user("uma");
+    assert_eq!(
+        server
+            .call("DELETE", "/api/v1/admin/tenants/keep", None, Some(&user))
+            .status,
+        403
+    );
+}

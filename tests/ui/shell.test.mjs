@@ -125,6 +125,10 @@ test('overview shows version, readiness and models', async () => {
   assert.match(version, /^\d+\.\d+\.\d+$/);
   await page.getByText('Ready', { exact: true }).waitFor();
   await page.getByRole('cell', { name: 'all-MiniLM-L6-v2', exact: true }).waitFor();
+  // This data directory has no models: the page says how to fetch them.
+  if (await page.locator('.pill-missing').count() > 0) {
+    assert.match(await page.getByTestId('models-missing').textContent(), /scripts\/fetch-models\.sh/);
+  }
   assert.equal(await page.title(), 'Overview · Enclave');
   await shot(page, 'overview');
   assert.deepEqual(problems, []);
@@ -167,6 +171,13 @@ test('API reference lists the tenant operations with their schemas', async () =>
   await nameRow.waitFor();
   assert.match(await body.textContent(), /409 a tenant with this id exists/);
   assert.match(await body.textContent(), /ErrorResponse/);
+  // A response schema built with allOf ($ref to TenantRecord + its own fields) shows the fields of both.
+  const detail = page.getByTestId('op-get-/api/v1/tenants/{tenant}');
+  await detail.locator('summary').click();
+  const detailBody = detail.locator('.op-body');
+  await detailBody.getByRole('row', { name: /^tenant \* path string/ }).waitFor();
+  await detailBody.getByRole('row', { name: /^database_bytes \* integer \(int64\)/ }).waitFor();
+  await detailBody.getByRole('row', { name: /^name \* string Display name/ }).first().waitFor();
   await shot(page, 'api-docs');
   assert.deepEqual(problems, []);
   await page.close();
@@ -201,12 +212,41 @@ test('navigation changes pages without reloading; unknown routes show not found'
   assert.equal(await page.evaluate(() => window.__marker), 'same-document', 'navigation reloaded the page');
   await page.goBack();
   await page.getByRole('heading', { name: 'Tenants', level: 1 }).waitFor();
+  // From the keyboard: Enter on a menu link changes the page and puts the focus on the new content.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Overview' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByTestId('version').waitFor();
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'main');
+  assert.equal(await page.evaluate(() => window.__marker), 'same-document', 'keyboard navigation reloaded the page');
 
   await page.goto(`${base}/no/such/page`);
   await page.getByRole('heading', { name: 'Page not found' }).waitFor();
   await shot(page, 'not-found');
   assert.deepEqual(problems, []);
   await page.close();
+});
+
+test('every page loads directly by its URL (deep link) under the CSP, without errors', async () => {
+  const pages = [
+    ['/', 'Overview'], ['/tenants', 'Tenants'], ['/users', 'Accounts'], ['/audit', 'Audit log'],
+    ['/api-docs', 'API reference'], ['/account/password', 'Change password'], ['/tenants/sales-team', 'Sales Team'],
+  ];
+  for (const [path, heading] of pages) {
+    const { page, problems } = await openPage();
+    const response = await page.goto(`${base}${path}`);
+    assert.equal(response.status(), 200, path);
+    assert.match(response.headers()['content-type'], /^text\/html/, path);
+    assert.match(response.headers()['content-security-policy'] || '', /script-src 'self'/, `${path}: CSP header`);
+    await page.getByRole('heading', { name: heading, level: 1 }).waitFor();
+    assert.equal(new URL(page.url()).pathname, path, `${path} stays where it was opened`);
+    // The layout: banner, main navigation and main content are there on every page.
+    await page.getByRole('banner').waitFor();
+    await page.getByRole('navigation', { name: 'Main' }).waitFor();
+    await page.getByRole('main').waitFor();
+    await page.waitForLoadState('networkidle');
+    assert.deepEqual(problems, [], path);
+    await page.close();
+  }
 });
 
 test('an administrator runs a tenant from the browser: account, member, API key, audit', async () => {
