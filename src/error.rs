@@ -93,6 +93,12 @@ error_codes! {
     InsufficientScope = (FORBIDDEN, "insufficient_scope"),
     /// No API key with this id in this tenant.
     ApiKeyNotFound = (NOT_FOUND, "api_key_not_found"),
+    /// The invitation link is unknown, already used or revoked.
+    InvitationInvalid = (NOT_FOUND, "invitation_invalid"),
+    /// The invitation has expired.
+    InvitationExpired = (GONE, "invitation_expired"),
+    /// The invitation names another account.
+    InvitationNotForYou = (FORBIDDEN, "invitation_not_for_you"),
     /// No tenant has this id.
     TenantNotFound = (NOT_FOUND, "tenant_not_found"),
     /// A tenant with this id already exists.

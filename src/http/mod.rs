@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod health;
+pub mod invitations;
 pub mod openapi;
 pub mod system;
 pub mod tenants;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tenants::configure(cfg);
     auth::configure(cfg);
     users::configure(cfg);
+    invitations::configure(cfg);
     admin_tenants::configure(cfg);
     audit::configure(cfg);
     // Everything of one tenant: the caller and its role there are resolved before any other extractor
@@ -39,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(tenants::configure_tenant_scope)
             .configure(api_keys::configure_tenant_scope)
             .configure(audit::configure_tenant_scope)
+            .configure(invitations::configure_tenant_scope)
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<actix_web::HttpResponse, _>(route_not_found(&req))
             })),

@@ -9,6 +9,7 @@
 //! [`throttle`] (login rate limits), [`principal`] (the extractors that authenticate a request).
 
 pub mod api_key;
+pub mod invitation;
 pub mod password;
 pub mod principal;
 pub mod session;
@@ -158,6 +159,12 @@ pub enum IdentityError {
     InsufficientScope,
     #[error("API keys cannot be used for this; sign in as a person")]
     KeyNotAllowed,
+    #[error("this invitation link is not valid (unknown, already used or revoked)")]
+    InvitationInvalid,
+    #[error("this invitation has expired; ask for a new one")]
+    InvitationExpired,
+    #[error("this invitation is for another account; sign in as the person invited")]
+    InvitationNotForYou,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -192,6 +199,9 @@ impl ErrorCode for IdentityError {
             IdentityError::ApiKeyRevoked => Code::ApiKeyRevoked,
             IdentityError::InsufficientScope => Code::InsufficientScope,
             IdentityError::KeyNotAllowed => Code::Forbidden,
+            IdentityError::InvitationInvalid => Code::InvitationInvalid,
+            IdentityError::InvitationExpired => Code::InvitationExpired,
+            IdentityError::InvitationNotForYou => Code::InvitationNotForYou,
             IdentityError::UserExists(_) => Code::UserExists,
             IdentityError::UserNotFound(_) => Code::UserNotFound,
             IdentityError::Db(db) => db.code(),

@@ -190,7 +190,8 @@ fn every_tenant_route_answers_404_to_another_tenants_key_and_member() {
             let path = template
                 .replace("{tenant}", "globex")
                 .replace("{username}", "ann")
-                .replace("{key}", &globex_key_id);
+                .replace("{key}", &globex_key_id)
+                .replace("{invitation}", "0123456789abcdef");
             let body = (method != "get" && method != "delete").then(|| json!({}));
             let by_key = server.call_with_key(
                 &method.to_uppercase(),

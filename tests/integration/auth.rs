@@ -439,3 +439,128 @@ fn suspending_an_account_ends_its_sessions_and_blocks_sign_in() {
     let audit = server.get("/api/v1/audit?action=user.update").json();
     assert_eq!(audit["entries"].as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn invitations_are_single_use_personal_and_expire() {
+    let server = Server::start();
+    server.create_tenant("acme");
+    let gail = server.user("gail");
+    let hank = server.user("hank");
+    let invite = |who: &str, role: &str| {
+        server.post_json(
+            "/api/v1/tenants/acme/invitations",
+            &json!({"invitee": who, "role": role}),
+        )
+    };
+    let created = invite("gail", "editor");
+    assert_eq!(created.status, 201, "{}", created.body);
+    let link = created.json()["link"].as_str().expect("link").to_string();
+    let token = link.trim_start_matches("/invite/").to_string();
+    assert!(link.starts_with("/invite/") && token.len() == 48, "{link}");
+    let listed = server.get("/api/v1/tenants/acme/invitations");
+    assert!(!listed.body.contains(&token), "tokens are never listed");
+
+    // Only the invited person can accept it, once.
+    let wrong = server.post_json_as(
+        "/api/v1/invitations/accept",
+        &json!({"token": token}),
+        Some(&hank),
+    );
+    assert_eq!(wrong.status, 403);
+    assert_eq!(wrong.error_code(), "invitation_not_for_you");
+    let ok = server.post_json_as(
+        "/api/v1/invitations/accept",
+        &json!({"token": token}),
+        Some(&gail),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let session = server.get_as("/api/v1/auth/session", Some(&gail)).json();
+    assert_eq!(session["memberships"][0]["tenant_id"], "acme");
+    assert_eq!(session["memberships"][0]["role"], "editor");
+    let again = server.post_json_as(
+        "/api/v1/invitations/accept",
+        &json!({"token": token}),
+        Some(&gail),
+    );
+    assert_eq!(again.status, 404);
+    assert_eq!(again.error_code(), "invitation_invalid");
+    let anonymous =
+        server.post_json_as("/api/v1/invitations/accept", &json!({"token": token}), None);
+    assert_eq!(anonymous.status, 401);
+
+    // Revoked invitations cannot be used; expiry is bounded; an editor cannot invite.
+    let second = invite("hank", "viewer").json();
+    let id = second["invitation"]["id"].as_str().expect("id").to_string();
+    let token2 = second["link"]
+        .as_str()
+        .expect("link")
+        .trim_start_matches("/invite/")
+        .to_string();
+    assert_eq!(
+        server
+            .call(
+                "DELETE",
+                &format!("/api/v1/tenants/acme/invitations/{id}"),
+                None,
+                server.admin.as_ref()
+            )
+            .status,
+        200
+    );
+    let revoked = server.post_json_as(
+        "/api/v1/invitations/accept",
+        &json!({"token": token2}),
+        Some(&hank),
+    );
+    assert_eq!(revoked.error_code(), "invitation_invalid");
+    let too_long = server.post_json(
+        "/api/v1/tenants/acme/invitations",
+        &json!({"invitee": "x@y.z", "role": "viewer", "expires_in_hours": 10000}),
+    );
+    assert_eq!(too_long.error_code(), "invalid_request");
+    let by_editor = server.post_json_as(
+        "/api/v1/tenants/acme/invitations",
+        &json!({"invitee": "hank", "role": "viewer"}),
+        Some(&gail),
+    );
+    assert_eq!(by_editor.status, 403);
+
+    // An expired invitation says so (the clock is moved by editing the stored expiry).
+    let third = invite("hank", "viewer").json();
+    let id3 = third["invitation"]["id"].as_str().expect("id").to_string();
+    let token3 = third["link"]
+        .as_str()
+        .expect("link")
+        .trim_start_matches("/invite/")
+        .to_string();
+    let db = rusqlite::Connection::open(server.data_dir.join("system.db")).expect("open");
+    db.execute(
+        "UPDATE invitations SET expires_at = 1 WHERE id = ?1",
+        [&id3],
+    )
+    .expect("expire");
+    drop(db);
+    let expired = server.post_json_as(
+        "/api/v1/invitations/accept",
+        &json!({"token": token3}),
+        Some(&hank),
+    );
+    assert_eq!(expired.status, 410);
+    assert_eq!(expired.error_code(), "invitation_expired");
+    let actions: Vec<String> = server.get("/api/v1/tenants/acme/audit").json()["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str().map(str::to_string))
+        .collect();
+    for expected in [
+        "invitation.create",
+        "invitation.accept",
+        "invitation.revoke",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected}: {actions:?}"
+        );
+    }
+}
