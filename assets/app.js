@@ -5,6 +5,7 @@ import { Link, navigate, usePath } from './lib/router.js';
 import { loadSession, signOut, useSession } from './lib/session.js';
 import { ChangePassword } from './pages/password.js';
 import { Tenant } from './pages/tenant.js';
+import { AcceptInvitation } from './pages/invite.js';
 import { Users } from './pages/users.js';
 import { SystemAudit } from './pages/audit-log.js';
 import { Overview } from './pages/overview.js';
@@ -27,12 +28,22 @@ function App() {
   const path = usePath();
   const { loaded, info } = useSession();
   const tenantMatch = path.match(/^\/tenants\/([a-z0-9-]+)$/);
-  const route = tenantMatch ? { path, title: 'Tenant', view: Tenant } : ROUTES.find((r) => r.path === path);
+  const inviteMatch = path.match(/^\/invite\/([0-9a-f]+)$/);
+  const routeId = tenantMatch ? tenantMatch[1] : inviteMatch ? inviteMatch[1] : undefined;
+  const route = tenantMatch
+    ? { path, title: 'Tenant', view: Tenant }
+    : inviteMatch
+      ? { path, title: 'Invitation', view: AcceptInvitation }
+      : ROUTES.find((r) => r.path === path);
 
   // Where the session says the person must be: signed out → sign-in; temporary password → change it.
   useEffect(() => {
     if (!loaded) return;
-    if (!info && !(route && route.public)) navigate('/login');
+    if (!info && !(route && route.public)) {
+      // Come back here after signing in (an invitation link, a deep link).
+      if (path !== '/' && path !== '/login') sessionStorage.setItem('enclave.next', path);
+      navigate('/login');
+    }
     else if (info && info.user.must_change_password && path !== '/account/password') navigate('/account/password');
     else if (info && path === '/login') navigate('/');
   }, [loaded, info, path]);
@@ -78,7 +89,7 @@ function App() {
         </ul>
       </nav>
       <main id="main" tabindex="-1">
-        <${View} id=${tenantMatch ? tenantMatch[1] : undefined} />
+        <${View} id=${routeId} />
       </main>
     </div>`;
 }

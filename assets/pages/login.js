@@ -19,7 +19,14 @@ export function Login() {
     try {
       const info = await api.post('/api/v1/auth/login', { username, password });
       setSession(info);
-      navigate(info.user.must_change_password ? '/account/password' : '/');
+      if (info.user.must_change_password) {
+        // The page the person was going to stays remembered until the password is chosen.
+        navigate('/account/password');
+      } else {
+        const next = sessionStorage.getItem('enclave.next');
+        sessionStorage.removeItem('enclave.next');
+        navigate(next || '/');
+      }
     } catch (e) {
       setError(e);
       setPassword('');

@@ -25,7 +25,9 @@ export function ChangePassword() {
     setBusy(true);
     try {
       setSession(await api.post('/api/v1/auth/password', { current_password: current, new_password: next }));
-      navigate('/');
+      const after = sessionStorage.getItem('enclave.next');
+      sessionStorage.removeItem('enclave.next');
+      navigate(after || '/');
     } catch (e) {
       setError(e);
     } finally {

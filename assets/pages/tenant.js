@@ -54,6 +54,65 @@ function Members({ tenantId, canManage }) {
       </form>`}`;
 }
 
+function Invitations({ tenantId }) {
+  const [invitations, setInvitations] = useState(null);
+  const [error, setError] = useState(null);
+  const [issued, setIssued] = useState(null);
+  const [invitee, setInvitee] = useState('');
+  const [role, setRole] = useState('viewer');
+  const base = `/api/v1/tenants/${tenantId}/invitations`;
+  const load = () => api.get(base).then((r) => setInvitations(r.invitations), setError);
+  useEffect(() => { load(); }, [tenantId]);
+  const now = Date.now() / 1000;
+  const open = (invitations || []).filter((i) => !i.accepted_at && !i.revoked_at && i.expires_at > now);
+
+  async function invite(event) {
+    event.preventDefault();
+    setError(null);
+    try {
+      const r = await api.post(base, { invitee: invitee.trim(), role });
+      setIssued(`${location.origin}${r.link}`);
+      setInvitee('');
+      load();
+    } catch (e) {
+      setError(e);
+    }
+  }
+  async function revoke(id) {
+    try {
+      await api.del(`${base}/${id}`);
+      load();
+    } catch (e) {
+      setError(e);
+    }
+  }
+
+  return html`
+    <h2>Invitations</h2>
+    <${ErrorBanner} error=${error} />
+    ${issued && html`
+      <div class="banner banner-ok" role="status" data-testid="invite-link">
+        <p>Send this link to the person invited. It works once, for their account only, and expires in 3 days.</p>
+        <p><code class="secret">${issued}</code></p>
+        <button type="button" onClick=${() => navigator.clipboard.writeText(issued).catch(() => {})}>Copy</button>
+        <button type="button" class="secondary" onClick=${() => setIssued(null)}>Done</button>
+      </div>`}
+    <form class="inline-form" onSubmit=${invite} aria-label="Invite someone">
+      <label>Username or e-mail <input required value=${invitee} onInput=${(e) => setInvitee(e.currentTarget.value)} /></label>
+      <label>Role <select value=${role} onChange=${(e) => setRole(e.currentTarget.value)}>${ROLES.map((r) => html`<option value=${r}>${r}</option>`)}</select></label>
+      <button type="submit">Invite</button>
+    </form>
+    ${open.length > 0 && html`
+      <table data-testid="invitation-table">
+        <thead><tr><th scope="col">Invited</th><th scope="col">Role</th><th scope="col">Expires</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+        <tbody>${open.map((i) => html`
+          <tr key=${i.id}><td>${i.invitee}</td><td>${i.role}</td>
+            <td>${formatTime(new Date(i.expires_at * 1000).toISOString())}</td>
+            <td><button type="button" class="secondary" onClick=${() => revoke(i.id)}>Revoke</button></td></tr>`)}
+        </tbody>
+      </table>`}`;
+}
+
 function Secret({ issued, onDone }) {
   const [copied, setCopied] = useState(false);
   async function copy() {
@@ -156,6 +215,7 @@ export function Tenant({ id }) {
     </div>
     <section role="tabpanel">
       ${tab === 'members' && html`<${Members} tenantId=${id} canManage=${canManage} />`}
+      ${tab === 'members' && canManage && html`<${Invitations} tenantId=${id} />`}
       ${tab === 'keys' && html`<${ApiKeys} tenantId=${id} />`}
       ${tab === 'audit' && html`<${AuditLog} base=${`/api/v1/tenants/${id}/audit`} />`}
     </section>`;

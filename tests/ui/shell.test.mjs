@@ -111,7 +111,9 @@ test('first sign-in with the one-time password forces a password change', async 
   await page.getByLabel('New password', { exact: true }).fill(ADMIN_PASSWORD);
   await page.getByLabel('New password again').fill(ADMIN_PASSWORD);
   await page.getByRole('button', { name: 'Save password' }).click();
-  await page.getByTestId('version').waitFor();
+  // Back where the administrator was going before signing in.
+  await page.getByRole('heading', { name: 'Tenants', level: 1 }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/tenants');
   assert.equal(existsSync(notice), false, 'the notice file is gone once the password is changed');
   assert.deepEqual(problems, []);
   await page.close();
@@ -315,6 +317,46 @@ test('an administrator runs a tenant from the browser: account, member, API key,
   await shot(nina.page, 'editor-view');
   assert.deepEqual(nina.problems, []);
   await ninaContext.close();
+});
+
+test('an invitation link is accepted in a second browser after signing in', async () => {
+  const { page, problems } = await openPage();
+  await page.goto(`${base}/users`);
+  await page.getByLabel('Username').fill('omar');
+  await page.getByLabel('Temporary password').fill('omar temporary passphrase');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByTestId('user-table').getByRole('row', { name: /omar/ }).waitFor();
+  await page.goto(`${base}/tenants/sales-team`);
+  const inviteForm = page.getByRole('form', { name: 'Invite someone' });
+  await inviteForm.getByLabel('Username or e-mail').fill('omar');
+  await inviteForm.getByLabel('Role').selectOption('viewer');
+  await inviteForm.getByRole('button', { name: 'Invite' }).click();
+  const link = (await page.getByTestId('invite-link').locator('code').textContent()).trim();
+  assert.match(link, /\/invite\/[0-9a-f]{48}$/);
+  await page.getByTestId('invitation-table').getByRole('row', { name: /omar/ }).waitFor();
+  await shot(page, 'invitation');
+  assert.deepEqual(problems, []);
+  await page.close();
+
+  const omarContext = await browser.newContext();
+  const omar = await openPage([401], omarContext);
+  await omar.page.goto(link);
+  // Not signed in: sign in first, choose a password, then land back on the invitation.
+  await omar.page.getByRole('heading', { name: 'Sign in to Enclave' }).waitFor();
+  await omar.page.getByLabel('Username').fill('omar');
+  await omar.page.getByLabel('Password').fill('omar temporary passphrase');
+  await omar.page.getByRole('button', { name: 'Sign in' }).click();
+  await omar.page.getByLabel('Current password').fill('omar temporary passphrase');
+  await omar.page.getByLabel('New password', { exact: true }).fill('omar picked his passphrase');
+  await omar.page.getByLabel('New password again').fill('omar picked his passphrase');
+  await omar.page.getByRole('button', { name: 'Save password' }).click();
+  await omar.page.getByRole('button', { name: 'Accept invitation' }).click();
+  await omar.page.getByRole('status').filter({ hasText: 'You joined sales-team as viewer' }).waitFor();
+  await omar.page.getByRole('link', { name: 'Open the tenant' }).click();
+  await omar.page.getByRole('heading', { name: /Sales Team/ }).waitFor();
+  await shot(omar.page, 'invitation-accepted');
+  assert.deepEqual(omar.problems, []);
+  await omarContext.close();
 });
 
 test('sign out ends the session', async () => {
