@@ -93,6 +93,10 @@ error_codes! {
     InsufficientScope = (FORBIDDEN, "insufficient_scope"),
     /// No API key with this id in this tenant.
     ApiKeyNotFound = (NOT_FOUND, "api_key_not_found"),
+    /// The password was right; the account also needs its second factor (`totp_code`).
+    TotpRequired = (UNAUTHORIZED, "totp_required"),
+    /// The TOTP or recovery code is wrong, expired or already used.
+    InvalidTotp = (UNAUTHORIZED, "invalid_totp"),
     /// The invitation link is unknown, already used or revoked.
     InvitationInvalid = (NOT_FOUND, "invitation_invalid"),
     /// The invitation has expired.

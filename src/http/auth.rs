@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{self, Actor, Event};
 use crate::db::run_blocking;
 use crate::error::{ApiError, ApiResult};
+use crate::identity::principal::CurrentUser;
 use crate::identity::principal::{session_token, Authenticated, ClientInfo};
-use crate::identity::{self, password, session, IdentityError, Membership, User};
+use crate::identity::{self, password, session, totp, IdentityError, Membership, User};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -20,7 +21,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(super::resource("/api/v1/auth/logout").route(web::post().to(logout)))
         .service(super::resource("/api/v1/auth/logout-all").route(web::post().to(logout_all)))
         .service(super::resource("/api/v1/auth/session").route(web::get().to(current_session)))
-        .service(super::resource("/api/v1/auth/password").route(web::post().to(change_password)));
+        .service(super::resource("/api/v1/auth/password").route(web::post().to(change_password)))
+        .service(super::resource("/api/v1/auth/totp/setup").route(web::post().to(totp_setup)))
+        .service(super::resource("/api/v1/auth/totp/enable").route(web::post().to(totp_enable)))
+        .service(super::resource("/api/v1/auth/totp/disable").route(web::post().to(totp_disable)));
 }
 
 /// Credentials for a local account.
@@ -29,6 +33,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+    /// The 6-digit code from the authenticator app (or a recovery code), for accounts with two-factor
+    /// authentication. Without it such an account gets `401 totp_required`.
+    pub totp_code: Option<String>,
 }
 
 /// The signed-in user, the CSRF token for changes, and the tenants the user belongs to.
@@ -67,7 +74,11 @@ pub async fn login(
     client: ClientInfo,
     body: web::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
-    let LoginRequest { username, password } = body.into_inner();
+    let LoginRequest {
+        username,
+        password,
+        totp_code,
+    } = body.into_inner();
     state
         .login_throttle
         .check(&username, &client.ip)
@@ -111,6 +122,39 @@ pub async fn login(
         tracing::info!(username = %username.chars().take(64).collect::<String>(), ip = %client.ip, "sign-in failed");
         return Err(IdentityError::InvalidCredentials.into());
     };
+    // Second factor, for accounts that have it.
+    let system = state.system.clone();
+    let (user_id, code) = (user.id.clone(), totp_code.clone());
+    let second = run_blocking(move || {
+        system.db.write(|tx| {
+            if !totp::enabled(tx, &user_id)? {
+                return Ok(());
+            }
+            match code.as_deref().filter(|c| !c.trim().is_empty()) {
+                None => Err(IdentityError::TotpRequired),
+                Some(code) => totp::check(
+                    tx,
+                    &user_id,
+                    code,
+                    crate::time_util::now_utc().unix_timestamp(),
+                ),
+            }
+        })
+    })
+    .await;
+    if let Err(e) = second {
+        if e.code == crate::error::Code::InvalidTotp {
+            state.login_throttle.failure(&username, &client.ip);
+            record_system(
+                &state,
+                Actor::person(&username, &client, true),
+                "auth.login_totp",
+                false,
+            )
+            .await?;
+        }
+        return Err(e);
+    }
     state.login_throttle.success(&username);
     let system = state.system.clone();
     let (user_id, replaces, policy) =
@@ -301,4 +345,142 @@ async fn record_system(
         )
     })
     .await
+}
+
+/// A secret to add to an authenticator app.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TotpSetup {
+    /// Base32 secret, to type in by hand.
+    pub secret: String,
+    /// `otpauth://` URI, for apps that take a link or a QR code.
+    pub otpauth_uri: String,
+}
+
+/// A code from the authenticator app.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCode {
+    pub code: String,
+}
+
+/// Recovery codes, shown once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RecoveryCodes {
+    /// Each works once in place of a TOTP code. Store them somewhere safe.
+    pub recovery_codes: Vec<String>,
+}
+
+/// The current password, to confirm a sensitive change.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfirmation {
+    pub password: String,
+}
+
+/// Starts two-factor setup: returns a new secret; nothing changes until it is confirmed.
+#[utoipa::path(post, path = "/api/v1/auth/totp/setup", tag = "auth", responses(
+    (status = 200, body = TotpSetup), (status = 400, description = "already enabled", body = crate::http::openapi::ErrorResponse)))]
+pub async fn totp_setup(
+    caller: CurrentUser,
+    state: web::Data<AppState>,
+) -> ApiResult<web::Json<TotpSetup>> {
+    let system = state.system.clone();
+    let user = caller.user().clone();
+    let (secret, otpauth_uri) = run_blocking(move || {
+        system
+            .db
+            .write(|tx| totp::begin_setup(tx, &user.id, &user.username))
+    })
+    .await?;
+    Ok(web::Json(TotpSetup {
+        secret,
+        otpauth_uri,
+    }))
+}
+
+/// Confirms setup with a current code; two-factor sign-in is on from now. Returns the recovery codes once.
+#[utoipa::path(post, path = "/api/v1/auth/totp/enable", tag = "auth", request_body = TotpCode, responses(
+    (status = 200, body = RecoveryCodes),
+    (status = 401, description = "wrong code", body = crate::http::openapi::ErrorResponse)))]
+pub async fn totp_enable(
+    caller: CurrentUser,
+    client: ClientInfo,
+    state: web::Data<AppState>,
+    body: web::Json<TotpCode>,
+) -> ApiResult<web::Json<RecoveryCodes>> {
+    let system = state.system.clone();
+    let user = caller.user().clone();
+    let actor = Actor::person(&user.username, &client, true);
+    let code = body.into_inner().code;
+    let recovery_codes = run_blocking(move || {
+        system.db.write(|tx| {
+            let codes = totp::confirm_setup(
+                tx,
+                &user.id,
+                &code,
+                crate::time_util::now_utc().unix_timestamp(),
+            )?;
+            audit::append(
+                tx,
+                &actor,
+                &Event {
+                    action: "user.totp_enable",
+                    target: &user.username,
+                    tenant_id: "",
+                    success: true,
+                    detail: serde_json::json!({}),
+                },
+            )?;
+            Ok::<_, IdentityError>(codes)
+        })
+    })
+    .await?;
+    Ok(web::Json(RecoveryCodes { recovery_codes }))
+}
+
+/// Turns two-factor sign-in off (the password confirms it).
+#[utoipa::path(post, path = "/api/v1/auth/totp/disable", tag = "auth", request_body = PasswordConfirmation, responses(
+    (status = 204, description = "off"),
+    (status = 401, description = "wrong password", body = crate::http::openapi::ErrorResponse)))]
+pub async fn totp_disable(
+    caller: CurrentUser,
+    client: ClientInfo,
+    state: web::Data<AppState>,
+    body: web::Json<PasswordConfirmation>,
+) -> ApiResult<HttpResponse> {
+    let _permit = state
+        .password_hashes
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::internal("password hashing closed"))?;
+    let system = state.system.clone();
+    let user = caller.user().clone();
+    let actor = Actor::person(&user.username, &client, true);
+    let password_given = body.into_inner().password;
+    run_blocking(move || {
+        let stored = system
+            .db
+            .read(|c| identity::find_user_for_login(c, &user.username))?;
+        if !matches!(&stored, Some((_, Some(hash))) if password::verify(&password_given, hash)) {
+            return Err(IdentityError::InvalidCredentials);
+        }
+        system.db.write(|tx| {
+            totp::disable(tx, &user.id)?;
+            audit::append(
+                tx,
+                &actor,
+                &Event {
+                    action: "user.totp_disable",
+                    target: &user.username,
+                    tenant_id: "",
+                    success: true,
+                    detail: serde_json::json!({}),
+                },
+            )?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -14,6 +14,7 @@ pub mod password;
 pub mod principal;
 pub mod session;
 pub mod throttle;
+pub mod totp;
 
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
@@ -159,6 +160,14 @@ pub enum IdentityError {
     InsufficientScope,
     #[error("API keys cannot be used for this; sign in as a person")]
     KeyNotAllowed,
+    #[error("enter the code from your authenticator app (or a recovery code)")]
+    TotpRequired,
+    #[error("the authentication code is not valid")]
+    InvalidTotp,
+    #[error("two-factor authentication is already enabled; disable it first")]
+    TotpAlreadyEnabled,
+    #[error("start the two-factor setup first")]
+    TotpNotStarted,
     #[error("this invitation link is not valid (unknown, already used or revoked)")]
     InvitationInvalid,
     #[error("this invitation has expired; ask for a new one")]
@@ -200,6 +209,11 @@ impl ErrorCode for IdentityError {
             IdentityError::InsufficientScope => Code::InsufficientScope,
             IdentityError::KeyNotAllowed => Code::Forbidden,
             IdentityError::InvitationInvalid => Code::InvitationInvalid,
+            IdentityError::TotpRequired => Code::TotpRequired,
+            IdentityError::InvalidTotp => Code::InvalidTotp,
+            IdentityError::TotpAlreadyEnabled | IdentityError::TotpNotStarted => {
+                Code::InvalidRequest
+            }
             IdentityError::InvitationExpired => Code::InvitationExpired,
             IdentityError::InvitationNotForYou => Code::InvitationNotForYou,
             IdentityError::UserExists(_) => Code::UserExists,

@@ -564,3 +564,125 @@ fn invitations_are_single_use_personal_and_expire() {
         );
     }
 }
+
+fn base32_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0);
+    for c in text.chars() {
+        let v = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".find(c).expect("base32") as u32;
+        buffer = (buffer << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
+
+fn totp_now(secret: &[u8], offset_steps: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    let step = enclave::identity::totp::step_of(now) + offset_steps;
+    format!("{:06}", enclave::identity::totp::code_at_step(secret, step))
+}
+
+#[test]
+fn totp_second_factor_with_single_use_codes_and_recovery_codes() {
+    let server = Server::start();
+    let ivy = server.user("ivy");
+    let setup = server.call(
+        "POST",
+        "/api/v1/auth/totp/setup",
+        Some(&json!({})),
+        Some(&ivy),
+    );
+    assert_eq!(setup.status, 200, "{}", setup.body);
+    let secret = base32_decode(setup.json()["secret"].as_str().expect("secret"));
+    assert_eq!(secret.len(), 20);
+    assert!(setup.json()["otpauth_uri"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("otpauth://totp/Enclave:ivy?secret="));
+    let wrong = server.call(
+        "POST",
+        "/api/v1/auth/totp/enable",
+        Some(&json!({"code": "000000"})),
+        Some(&ivy),
+    );
+    assert_eq!(wrong.error_code(), "invalid_totp");
+    let enabled = server.call(
+        "POST",
+        "/api/v1/auth/totp/enable",
+        Some(&json!({"code": totp_now(&secret, -1)})),
+        Some(&ivy),
+    );
+    assert_eq!(enabled.status, 200, "{}", enabled.body);
+    let recovery: Vec<String> = enabled.json()["recovery_codes"]
+        .as_array()
+        .expect("codes")
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(recovery.len(), 10);
+
+    let password = "ivy long enough password";
+    let login = |code: Option<&str>| {
+        let mut body = json!({"username": "ivy", "password": password});
+        if let Some(c) = code {
+            body["totp_code"] = json!(c);
+        }
+        server.call("POST", "/api/v1/auth/login", Some(&body), None)
+    };
+    let needs = login(None);
+    assert_eq!(needs.status, 401);
+    assert_eq!(needs.error_code(), "totp_required");
+    assert!(needs.header("set-cookie").is_none());
+    assert_eq!(login(Some("123456")).error_code(), "invalid_totp");
+    let code = totp_now(&secret, 0);
+    assert_eq!(login(Some(&code)).status, 200);
+    assert_eq!(
+        login(Some(&code)).error_code(),
+        "invalid_totp",
+        "a code works once"
+    );
+    assert_eq!(login(Some(&recovery[0])).status, 200, "recovery code");
+    assert_eq!(
+        login(Some(&recovery[0])).error_code(),
+        "invalid_totp",
+        "recovery codes work once"
+    );
+    let next = totp_now(&secret, 1);
+    let session = session_from(&login(Some(&next)));
+
+    let bad = server.call(
+        "POST",
+        "/api/v1/auth/totp/disable",
+        Some(&json!({"password": "nope nope nope"})),
+        Some(&session),
+    );
+    assert_eq!(bad.error_code(), "invalid_credentials");
+    let off = server.call(
+        "POST",
+        "/api/v1/auth/totp/disable",
+        Some(&json!({"password": password})),
+        Some(&session),
+    );
+    assert_eq!(off.status, 204);
+    assert_eq!(login(None).status, 200);
+    let audit = server.get("/api/v1/audit?actor=ivy").json();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"user.totp_enable")
+            && actions.contains(&"user.totp_disable")
+            && actions.contains(&"auth.login_totp"),
+        "{actions:?}"
+    );
+}
