@@ -2,10 +2,11 @@
 // Plain ES modules: no build step; the one library (preact + htm) is vendored under vendor/.
 import { html, render, useEffect, useRef } from './vendor/htm-preact-3.1.1.js';
 import { Link, navigate, usePath } from './lib/router.js';
-import { loadSession, signOut, useSession } from './lib/session.js';
+import { loadSession, signOut, useSession, wasSignedOutOnPurpose } from './lib/session.js';
 import { ChangePassword } from './pages/password.js';
 import { Tenant } from './pages/tenant.js';
 import { AcceptInvitation } from './pages/invite.js';
+import { Profile } from './pages/profile.js';
 import { Users } from './pages/users.js';
 import { SystemAudit } from './pages/audit-log.js';
 import { Overview } from './pages/overview.js';
@@ -22,6 +23,7 @@ const ROUTES = [
   { path: '/api-docs', title: 'API reference', view: ApiDocs, nav: true },
   { path: '/login', title: 'Sign in', view: Login, nav: false, public: true },
   { path: '/account/password', title: 'Password', view: ChangePassword, nav: false },
+  { path: '/account', title: 'Your account', view: Profile, nav: false },
 ];
 
 function App() {
@@ -41,7 +43,7 @@ function App() {
     if (!loaded) return;
     if (!info && !(route && route.public)) {
       // Come back here after signing in (an invitation link, a deep link).
-      if (path !== '/' && path !== '/login') sessionStorage.setItem('enclave.next', path);
+      if (path !== '/' && path !== '/login' && !wasSignedOutOnPurpose()) sessionStorage.setItem('enclave.next', path);
       navigate('/login');
     }
     else if (info && info.user.must_change_password && path !== '/account/password') navigate('/account/password');
@@ -76,7 +78,7 @@ function App() {
                   <option value="">—</option>
                   ${info.memberships.map((m) => html`<option value=${m.tenant_id}>${m.tenant_name}</option>`)}
                 </select></label>`}
-            <${Link} href="/account/password" class="who">${user.display_name}</${Link}>
+            <${Link} href="/account" class="who">${user.display_name}</${Link}>
             <button type="button" class="signin" onClick=${async () => { await signOut(); navigate('/login'); }}>Sign out</button>
           </div>`
         : html`<${Link} href="/login" class="signin" current=${path === '/login'}>Sign in</${Link}>`}

@@ -4,6 +4,12 @@ import { useEffect, useState } from '../vendor/htm-preact-3.1.1.js';
 import { api, setCsrfToken, whenSignedOut } from './api.js';
 
 let current = { loaded: false, info: null };
+// Set by an explicit sign-out, so that the app does not offer to return to the page afterwards.
+let signedOutOnPurpose = false;
+
+export function wasSignedOutOnPurpose() {
+  return signedOutOnPurpose;
+}
 const listeners = new Set();
 
 function publish(next) {
@@ -13,6 +19,7 @@ function publish(next) {
 }
 
 export function setSession(info) {
+  if (info) signedOutOnPurpose = false;
   publish({ loaded: true, info });
 }
 
@@ -25,6 +32,8 @@ export async function loadSession() {
 }
 
 export async function signOut() {
+  signedOutOnPurpose = true;
+  sessionStorage.removeItem('enclave.next');
   try {
     await api.post('/api/v1/auth/logout');
   } finally {

@@ -9,6 +9,8 @@ import { ErrorBanner } from '../lib/ui.js';
 export function Login() {
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
+  const [code, setCode] = useState('');
+  const [needsCode, setNeedsCode] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
 
@@ -17,7 +19,9 @@ export function Login() {
     setBusy(true);
     setError(null);
     try {
-      const info = await api.post('/api/v1/auth/login', { username, password });
+      const body = { username, password };
+      if (needsCode) body.totp_code = code;
+      const info = await api.post('/api/v1/auth/login', body);
       setSession(info);
       if (info.user.must_change_password) {
         // The page the person was going to stays remembered until the password is chosen.
@@ -28,8 +32,15 @@ export function Login() {
         navigate(next || '/');
       }
     } catch (e) {
-      setError(e);
-      setPassword('');
+      if (e.code === 'totp_required') {
+        // The password was right: ask for the second factor, keep what was typed.
+        setNeedsCode(true);
+        setError(null);
+      } else {
+        setError(e);
+        setCode('');
+        if (e.code !== 'invalid_totp') setPassword('');
+      }
     } finally {
       setBusy(false);
     }
@@ -49,6 +60,13 @@ export function Login() {
           <input id="login-pass" name="password" type="password" autocomplete="current-password" required value=${password}
             onInput=${(e) => setPassword(e.currentTarget.value)} />
         </div>
+        ${needsCode && html`
+          <div class="field">
+            <label for="login-code">Authentication code</label>
+            <input id="login-code" name="totp" inputmode="numeric" autocomplete="one-time-code" required value=${code}
+              onInput=${(e) => setCode(e.currentTarget.value)} aria-describedby="code-help" />
+            <p id="code-help" class="small muted">The 6-digit code from your authenticator app, or one of your recovery codes.</p>
+          </div>`}
         <${ErrorBanner} error=${error} />
         <button type="submit" disabled=${busy}>${busy ? 'Signing in…' : 'Sign in'}</button>
         <p class="small muted">First start? The administrator's one-time password was printed by the server and

@@ -45,6 +45,8 @@ pub struct SessionInfo {
     /// Send as `X-CSRF-Token` with every POST/PUT/PATCH/DELETE made with the session cookie.
     pub csrf_token: String,
     pub memberships: Vec<Membership>,
+    /// Whether the account signs in with a second factor.
+    pub totp_enabled: bool,
 }
 
 fn session_info(
@@ -54,11 +56,17 @@ fn session_info(
 ) -> impl FnOnce() -> Result<SessionInfo, IdentityError> {
     let system = state.system.clone();
     move || {
-        let memberships = system.db.read(|c| identity::memberships_of(c, &user.id))?;
+        let (memberships, totp_enabled) = system.db.read(|c| {
+            Ok((
+                identity::memberships_of(c, &user.id)?,
+                totp::enabled(c, &user.id)?,
+            ))
+        })?;
         Ok(SessionInfo {
             user,
             csrf_token,
             memberships,
+            totp_enabled,
         })
     }
 }

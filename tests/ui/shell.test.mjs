@@ -3,6 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,6 +59,19 @@ async function openPage(expectedStatuses = [], inContext = context) {
     if (res.status() >= 400 && !expectedStatuses.includes(res.status())) problems.push(`HTTP ${res.status()} ${res.url()}`);
   });
   return { page, problems };
+}
+
+/** RFC 6238 TOTP (SHA-1, 30 s, 6 digits) for a base32 secret, as an authenticator app computes it. */
+function totp(base32Secret, offsetSteps = 0) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of base32Secret) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + offsetSteps));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, '0');
 }
 
 async function shot(page, name) {
@@ -359,11 +373,54 @@ test('an invitation link is accepted in a second browser after signing in', asyn
   await omarContext.close();
 });
 
+test('two-factor setup from the profile, then sign-in asks for the code', async () => {
+  const ctx = await browser.newContext();
+  const { page, problems } = await openPage([401], ctx);
+  // An account made through the API, signed in through the form.
+  const admin = await openPage();
+  await admin.page.goto(`${base}/`);
+  await admin.page.getByTestId('version').waitFor();
+  const made = await admin.page.evaluate(async () => {
+    const session = await (await fetch('/api/v1/auth/session')).json();
+    const r = await fetch('/api/v1/users', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
+      body: JSON.stringify({ username: 'tara', password: 'tara has a long passphrase', must_change_password: false }) });
+    return r.status;
+  });
+  assert.equal(made, 201);
+  await admin.page.close();
+
+  const signIn = async (code) => {
+    await page.goto(`${base}/login`);
+    await page.getByLabel('Username').fill('tara');
+    await page.getByLabel('Password').fill('tara has a long passphrase');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    if (code) {
+      await page.getByLabel('Authentication code').fill(code());
+      await page.getByRole('button', { name: 'Sign in' }).click();
+    }
+    await page.getByTestId('version').waitFor();
+  };
+  await signIn(null);
+  await page.getByRole('link', { name: 'tara' }).click();
+  await page.getByRole('button', { name: 'Set up two-factor authentication' }).click();
+  const secret = (await page.getByTestId('totp-secret').textContent()).trim();
+  await page.getByLabel('Code from the app').fill(totp(secret, -1));
+  await page.getByRole('button', { name: 'Turn on' }).click();
+  const codes = (await page.getByTestId('recovery-codes').locator('code').textContent()).trim().split(/\s+/);
+  assert.equal(codes.length, 10);
+  await shot(page, 'two-factor');
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+  await page.getByRole('heading', { name: 'Sign in to Enclave' }).waitFor();
+  await signIn(() => totp(secret));
+  assert.deepEqual(problems.filter((p) => !p.includes('401')), []);
+  await ctx.close();
+});
+
 test('sign out ends the session', async () => {
   const { page, problems } = await openPage([401]);
   await page.goto(`${base}/`);
   await page.getByTestId('version').waitFor();
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await page.getByRole('heading', { name: 'Sign in to Enclave' }).waitFor();
   const status = await page.evaluate(async () => (await fetch('/api/v1/auth/session')).status);
   assert.equal(status, 401);
