@@ -686,3 +686,38 @@ fn totp_second_factor_with_single_use_codes_and_recovery_codes() {
         "{actions:?}"
     );
 }
+
+#[test]
+fn idle_and_absolute_session_timeouts_end_sessions() {
+    let server = Server::start();
+    let idle = server.user("kim");
+    let old = server
+        .login("kim", "kim long enough password")
+        .expect("second session");
+    let db = rusqlite::Connection::open(server.data_dir.join("system.db")).expect("open");
+    // Idle for longer than the 30-minute default.
+    db.execute(
+        "UPDATE sessions SET last_seen_at = last_seen_at - 31 * 60 WHERE id_hash = (SELECT id_hash FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = 'kim') ORDER BY created_at LIMIT 1)",
+        [],
+    )
+    .expect("age");
+    // Past the absolute lifetime, however active.
+    db.execute(
+        "UPDATE sessions SET expires_at = 1 WHERE user_id = (SELECT id FROM users WHERE username = 'kim') AND last_seen_at > strftime('%s','now') - 60",
+        [],
+    )
+    .expect("expire");
+    drop(db);
+    for session in [&idle, &old] {
+        let reply = server.get_as("/api/v1/auth/session", Some(session));
+        assert_eq!(reply.status, 401);
+        assert_eq!(reply.error_code(), "session_expired");
+        // An ended session stays ended.
+        assert_eq!(
+            server
+                .get_as("/api/v1/auth/session", Some(session))
+                .error_code(),
+            "unauthenticated"
+        );
+    }
+}
