@@ -269,6 +269,30 @@ pub async fn serve(
         }
     });
 
+    // Audit retention (`audit.retention_days`): an hour after start, then daily.
+    let retention_state = state.clone();
+    let retention = actix_web::rt::spawn(async move {
+        let days = retention_state.config.audit.retention_days;
+        if days == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + std::time::Duration::from_secs(3600),
+            std::time::Duration::from_secs(24 * 3600),
+        );
+        loop {
+            tick.tick().await;
+            let s = retention_state.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                crate::audit::apply_retention(&s.system, &s.tenants, days)
+            })
+            .await;
+            if let Ok(Err(e)) = result {
+                tracing::warn!(error = %e, "audit retention failed; will retry tomorrow");
+            }
+        }
+    });
+
     let stopping_state = state.clone();
     actix_web::rt::spawn(async move {
         shutdown.await;
@@ -283,6 +307,7 @@ pub async fn serve(
         task.abort();
     }
     purger.abort();
+    retention.abort();
     state.set_ready(false);
     let closing = state.clone();
     tokio::task::spawn_blocking(move || {

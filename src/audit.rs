@@ -200,8 +200,20 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
                 detail, prev_hash, hash FROM audit_log ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
-    let mut expected_prev = GENESIS.to_string();
-    let mut expected_seq = 1i64;
+    let anchor = read_anchor(conn)?;
+    if let Some((anchor_seq, anchor_hash)) = &anchor {
+        if let Some(reason) = check_anchor_against_prune_entry(conn, *anchor_seq, anchor_hash)? {
+            return Ok(Verdict::Broken {
+                seq: anchor_seq + 1,
+                reason,
+            });
+        }
+    }
+    let (mut expected_seq, mut expected_prev) = match anchor {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1i64, GENESIS.to_string()),
+    };
+    let first_seq = expected_seq;
     while let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
         let text: Vec<String> = (1..=13)
@@ -230,24 +242,161 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Verdict> {
         expected_prev = stored_hash;
         expected_seq += 1;
     }
-    let count = expected_seq - 1;
+    let last = expected_seq - 1;
+    let count = expected_seq - first_seq;
     let head: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
     match head {
-        None if count == 0 => Ok(Verdict::Intact(0)),
-        Some((seq, hash)) if seq == count && hash == expected_prev => Ok(Verdict::Intact(count)),
+        None if last == 0 => Ok(Verdict::Intact(0)),
+        Some((seq, hash)) if seq == last && hash == expected_prev => Ok(Verdict::Intact(count)),
         Some((seq, _)) => Ok(Verdict::Broken {
-            seq: count + 1,
-            reason: format!("the log ends at entry {count} but its head says {seq} (entries removed from the end)"),
+            seq: last + 1,
+            reason: format!("the log ends at entry {last} but its head says {seq} (entries removed from the end)"),
         }),
         None => Ok(Verdict::Broken {
             seq: 1,
             reason: "entries exist but the chain head is missing".into(),
         }),
     }
+}
+
+/// The pruning anchor: the seq and hash of the last entry removed by retention, if any were.
+fn read_anchor(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    conn.query_row("SELECT seq, hash FROM audit_anchor WHERE id = 1", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
+}
+
+/// The newest `audit.prune` entry must name the anchor; otherwise the anchor was moved by hand.
+fn check_anchor_against_prune_entry(
+    conn: &Connection,
+    anchor_seq: i64,
+    anchor_hash: &str,
+) -> rusqlite::Result<Option<String>> {
+    let detail: Option<String> = conn
+        .query_row(
+            "SELECT detail FROM audit_log WHERE action = ?1 ORDER BY seq DESC LIMIT 1",
+            [PRUNE_ACTION],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(detail) = detail else {
+        return Ok(Some(format!(
+            "entries up to {anchor_seq} were removed but no `{PRUNE_ACTION}` entry records it"
+        )));
+    };
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+    let named_seq = detail
+        .get("through_seq")
+        .and_then(serde_json::Value::as_i64);
+    let named_hash = detail
+        .get("through_hash")
+        .and_then(serde_json::Value::as_str);
+    if named_seq == Some(anchor_seq) && named_hash == Some(anchor_hash) {
+        Ok(None)
+    } else {
+        Ok(Some(format!(
+            "the pruning anchor (entry {anchor_seq}) does not match the last `{PRUNE_ACTION}` entry (entries removed by hand)"
+        )))
+    }
+}
+
+/// The action recorded when retention removes old entries.
+pub const PRUNE_ACTION: &str = "audit.prune";
+
+/// Removes entries recorded before `cutoff` (RFC 3339), keeping the chain verifiable: the anchor takes
+/// the seq and hash of the last removed entry, and an `audit.prune` entry naming them is appended in
+/// the same transaction. Returns how many entries were removed.
+pub fn prune_before(
+    conn: &Connection,
+    cutoff: &str,
+    actor: &Actor,
+    tenant_id: &str,
+) -> rusqlite::Result<u64> {
+    let last_old: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit_log WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
+            [cutoff],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((through_seq, through_hash)) = last_old else {
+        return Ok(0);
+    };
+    let removed = conn.execute("DELETE FROM audit_log WHERE seq <= ?1", [through_seq])? as u64;
+    conn.execute(
+        "INSERT INTO audit_anchor (id, seq, hash, pruned_at) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, pruned_at = excluded.pruned_at",
+        rusqlite::params![through_seq, through_hash, crate::time_util::now_rfc3339()],
+    )?;
+    append(
+        conn,
+        actor,
+        &Event {
+            action: PRUNE_ACTION,
+            target: "audit_log",
+            tenant_id,
+            success: true,
+            detail: serde_json::json!({
+                "through_seq": through_seq,
+                "through_hash": through_hash,
+                "removed": removed,
+                "cutoff": cutoff,
+            }),
+        },
+    )?;
+    Ok(removed)
+}
+
+/// Applies `audit.retention_days` to the system log and every tenant's log; returns entries removed.
+/// Blocking. A tenant that cannot be opened is skipped with a warning and tried again next time.
+pub fn apply_retention(
+    system: &crate::db::system::SystemDb,
+    tenants: &crate::tenancy::TenantRegistry,
+    retention_days: u32,
+) -> Result<u64, crate::db::DbError> {
+    if retention_days == 0 {
+        return Ok(0);
+    }
+    let cutoff = crate::time_util::format_rfc3339(
+        crate::time_util::now_utc() - time::Duration::days(i64::from(retention_days)),
+    );
+    prune_everywhere(system, tenants, &cutoff)
+}
+
+/// Removes entries recorded before `cutoff` from the system log and every tenant's log (blocking).
+pub fn prune_everywhere(
+    system: &crate::db::system::SystemDb,
+    tenants: &crate::tenancy::TenantRegistry,
+    cutoff: &str,
+) -> Result<u64, crate::db::DbError> {
+    let actor = Actor::cli();
+    let mut removed = system
+        .db
+        .write(|tx| prune_before(tx, cutoff, &actor, "").map_err(crate::db::DbError::from))?;
+    for record in system.list_tenants()? {
+        let Ok(id) = crate::tenancy::TenantId::parse(&record.id) else {
+            continue;
+        };
+        match tenants.get(&id) {
+            Ok((_, tenant)) => {
+                removed += tenant.db().write(|tx| {
+                    prune_before(tx, cutoff, &actor, id.as_str()).map_err(crate::db::DbError::from)
+                })?;
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %record.id, error = %e, "audit retention skipped a tenant")
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, cutoff, "audit retention removed old entries");
+    }
+    Ok(removed)
 }
 
 /// Filters for [`query`].
@@ -369,6 +518,8 @@ mod tests {
         let conn = Connection::open_in_memory().expect("db");
         conn.execute_batch(include_str!("../migrations/system/0004_audit_log.sql"))
             .expect("schema");
+        conn.execute_batch(include_str!("../migrations/system/0008_audit_anchor.sql"))
+            .expect("anchor schema");
         conn
     }
 
@@ -422,6 +573,104 @@ mod tests {
         }
         conn.execute("DELETE FROM audit_log WHERE seq = 3", [])
             .expect("truncate");
+        assert!(matches!(
+            verify(&conn).expect("v"),
+            Verdict::Broken { seq: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn retention_prunes_old_entries_and_the_rest_still_verifies() {
+        let conn = db();
+        for a in ["a", "b", "c", "d"] {
+            record(&conn, a);
+        }
+        // Age the first three entries.
+        conn.execute(
+            "UPDATE audit_log SET at = '2020-01-01T00:00:00Z' WHERE seq <= 3",
+            [],
+        )
+        .expect("age");
+        // Editing `at` broke those entries' hashes, so rebuild them as if recorded in 2020.
+        let rows: Vec<(i64, Vec<String>)> = {
+            let mut stmt = conn
+                .prepare("SELECT seq, at, actor_type, actor, action, target, tenant_id, ip, user_agent, request_id, result, detail FROM audit_log ORDER BY seq")
+                .expect("prepare");
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        (1..=11)
+                            .map(|i| r.get(i))
+                            .collect::<Result<Vec<String>, _>>()?,
+                    ))
+                })
+                .expect("query");
+            rows.collect::<Result<_, _>>().expect("rows")
+        };
+        let mut prev = GENESIS.to_string();
+        for (seq, fields) in rows {
+            let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+            let hash = entry_hash(&prev, seq, &refs);
+            conn.execute(
+                "UPDATE audit_log SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+                rusqlite::params![prev, hash, seq],
+            )
+            .expect("rehash");
+            conn.execute(
+                "UPDATE audit_head SET hash = ?1, seq = ?2",
+                rusqlite::params![hash, seq],
+            )
+            .expect("head");
+            prev = hash;
+        }
+        assert_eq!(verify(&conn).expect("verify"), Verdict::Intact(4));
+
+        let removed =
+            prune_before(&conn, "2021-01-01T00:00:00Z", &Actor::cli(), "").expect("prune");
+        assert_eq!(removed, 3);
+        // Entry 4 and the prune entry (5) remain and verify from the anchor.
+        assert_eq!(verify(&conn).expect("verify"), Verdict::Intact(2));
+        assert_eq!(
+            prune_before(&conn, "2021-01-01T00:00:00Z", &Actor::cli(), "").expect("again"),
+            0
+        );
+
+        // Deleting the oldest remaining entry is still detected...
+        conn.execute("DELETE FROM audit_log WHERE seq = 4", [])
+            .expect("delete");
+        assert!(matches!(
+            verify(&conn).expect("v"),
+            Verdict::Broken { seq: 4, .. }
+        ));
+    }
+
+    #[test]
+    fn moving_the_pruning_anchor_by_hand_is_detected() {
+        let conn = db();
+        for a in ["a", "b", "c"] {
+            record(&conn, a);
+        }
+        let far_future = "2999-01-01T00:00:00Z";
+        prune_before(&conn, far_future, &Actor::cli(), "").expect("prune");
+        assert_eq!(verify(&conn).expect("verify"), Verdict::Intact(1));
+        // Someone removes old entries without the prune entry: anchor without a matching record.
+        let conn = db();
+        for a in ["a", "b", "c"] {
+            record(&conn, a);
+        }
+        let (seq, hash): (i64, String) = conn
+            .query_row("SELECT seq, hash FROM audit_log WHERE seq = 2", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("row");
+        conn.execute("DELETE FROM audit_log WHERE seq <= 2", [])
+            .expect("delete");
+        conn.execute(
+            "INSERT INTO audit_anchor (id, seq, hash, pruned_at) VALUES (1, ?1, ?2, 'x')",
+            rusqlite::params![seq, hash],
+        )
+        .expect("forge anchor");
         assert!(matches!(
             verify(&conn).expect("v"),
             Verdict::Broken { seq: 3, .. }

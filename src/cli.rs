@@ -105,6 +105,13 @@ pub enum AuditCommand {
     ///
     /// Exits 1 and names the first broken entry when an entry was edited, deleted, or removed from the end.
     Verify,
+    /// Remove entries older than the retention period now (the server does this daily when
+    /// `audit.retention_days` is set). The removal is itself audited and the chain stays verifiable.
+    Prune {
+        /// Remove entries older than this many days (default: `audit.retention_days`).
+        #[arg(long, value_name = "DAYS")]
+        older_than_days: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +304,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::User(command) => user_command(cli.load_config(None)?, command),
         Command::Key(command) => key_command(cli.load_config(None)?, command),
         Command::Audit(AuditCommand::Verify) => audit_verify(cli.load_config(None)?),
+        Command::Audit(AuditCommand::Prune { older_than_days }) => {
+            audit_prune(cli.load_config(None)?, *older_than_days)
+        }
     }
 }
 
@@ -668,6 +678,30 @@ fn key_command(loaded: LoadedConfig, command: &KeyCommand) -> Result<ExitCode, C
             println!("Revoked API key {} ({})", key.id, key.name);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_prune(loaded: LoadedConfig, older_than_days: Option<u32>) -> Result<ExitCode, CliError> {
+    init_cli_logging(&loaded);
+    let days = older_than_days.unwrap_or(loaded.config.audit.retention_days);
+    if older_than_days.is_none() && days == 0 {
+        return Err(CliError::Usage(
+            "audit.retention_days is 0 (keep forever): pass --older-than-days DAYS to prune anyway"
+                .into(),
+        ));
+    }
+    let system = std::sync::Arc::new(open_system_for_cli(&loaded.config)?);
+    let registry = crate::tenancy::TenantRegistry::new(
+        loaded.config.storage.data_dir.clone(),
+        system.clone(),
+        app::db_options(&loaded.config),
+        4,
+    );
+    let cutoff = crate::time_util::format_rfc3339(
+        crate::time_util::now_utc() - time::Duration::days(i64::from(days)),
+    );
+    let removed = crate::audit::prune_everywhere(&system, &registry, &cutoff)?;
+    println!("removed {removed} audit entries recorded before {cutoff}");
     Ok(ExitCode::SUCCESS)
 }
 

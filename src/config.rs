@@ -36,6 +36,7 @@ pub mod env {
     pub const SESSION_IDLE_MINUTES: &str = "ENCLAVE_SESSION_IDLE_MINUTES";
     pub const SESSION_MAX_HOURS: &str = "ENCLAVE_SESSION_MAX_HOURS";
     pub const TRUST_PROXY: &str = "ENCLAVE_TRUST_PROXY";
+    pub const AUDIT_RETENTION_DAYS: &str = "ENCLAVE_AUDIT_RETENTION_DAYS";
 
     /// Every variable above; anything else starting with `ENCLAVE_` earns a warning.
     pub const ALL: &[&str] = &[
@@ -54,6 +55,7 @@ pub mod env {
         SESSION_IDLE_MINUTES,
         SESSION_MAX_HOURS,
         TRUST_PROXY,
+        AUDIT_RETENTION_DAYS,
     ];
 }
 
@@ -64,6 +66,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub auth: AuthConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
 }
 
@@ -118,6 +121,14 @@ impl Default for AuthConfig {
             trust_proxy: false,
         }
     }
+}
+
+/// The audit logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Entries older than this many days are pruned (daily); 0 keeps them forever.
+    pub retention_days: u32,
 }
 
 /// Logging.
@@ -354,6 +365,9 @@ impl Config {
         if let Some(v) = lookup(env::TRUST_PROXY) {
             self.auth.trust_proxy = parse(env::TRUST_PROXY, v)?;
         }
+        if let Some(v) = lookup(env::AUDIT_RETENTION_DAYS) {
+            self.audit.retention_days = parse(env::AUDIT_RETENTION_DAYS, v)?;
+        }
         Ok(())
     }
 
@@ -423,6 +437,13 @@ impl Config {
                 "auth.session_max_hours",
                 self.auth.session_max_hours.to_string(),
                 "must be between 1 and 720 (30 days)",
+            ));
+        }
+        if self.audit.retention_days != 0 && self.audit.retention_days < 30 {
+            return Err(bad(
+                "audit.retention_days",
+                self.audit.retention_days.to_string(),
+                "must be 0 (keep forever) or at least 30 days",
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
@@ -505,6 +526,12 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 # from X-Forwarded-For, and cookies are marked Secure when X-Forwarded-Proto is https.
 # Env: ENCLAVE_TRUST_PROXY
 # trust_proxy = false
+
+[audit]
+# Audit entries older than this many days are removed once a day; 0 keeps them forever. The removal
+# is itself audited, and `enclave audit verify` checks the rest of the chain from that point.
+# Minimum 30. Env: ENCLAVE_AUDIT_RETENTION_DAYS
+# retention_days = 0
 
 [log]
 # error, warn, info, debug, trace, or a filter such as "info,enclave=debug".

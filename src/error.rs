@@ -77,6 +77,8 @@ error_codes! {
     CsrfFailed = (FORBIDDEN, "csrf_failed"),
     /// Too many attempts; retry after `Retry-After` seconds.
     TooManyRequests = (TOO_MANY_REQUESTS, "too_many_requests"),
+    /// The signed-in user has no session with this id.
+    SessionNotFound = (NOT_FOUND, "session_not_found"),
     /// The new password does not meet the password policy.
     WeakPassword = (BAD_REQUEST, "weak_password"),
     /// An account with this username exists.

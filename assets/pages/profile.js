@@ -1,9 +1,10 @@
-// The signed-in person's own account: password, two-factor authentication, signing out everywhere.
-import { html, useState } from '../vendor/htm-preact-3.1.1.js';
+// The signed-in person's own account: password, two-factor authentication, browser sessions, signing
+// out everywhere.
+import { html, useEffect, useState } from '../vendor/htm-preact-3.1.1.js';
 import { api } from '../lib/api.js';
 import { Link, navigate } from '../lib/router.js';
 import { signOut, useSession } from '../lib/session.js';
-import { ErrorBanner } from '../lib/ui.js';
+import { ErrorBanner, Loading, formatTime } from '../lib/ui.js';
 
 function TwoFactor({ initiallyEnabled }) {
   const [enabled, setEnabled] = useState(initiallyEnabled);
@@ -76,6 +77,53 @@ function TwoFactor({ initiallyEnabled }) {
     </section>`;
 }
 
+function Sessions() {
+  const [sessions, setSessions] = useState(null);
+  const [error, setError] = useState(null);
+  async function load() {
+    try {
+      setSessions((await api.get('/api/v1/auth/sessions')).sessions);
+    } catch (e) {
+      setError(e);
+    }
+  }
+  useEffect(() => { load(); }, []);
+  async function end(s) {
+    setError(null);
+    try {
+      await api.del('/api/v1/auth/sessions/' + encodeURIComponent(s.id));
+      if (s.current) {
+        await signOut().catch(() => {});
+        navigate('/login');
+        return;
+      }
+      await load();
+    } catch (e) {
+      setError(e);
+    }
+  }
+  return html`
+    <section class="card wide" aria-labelledby="sessions-h">
+      <h2 id="sessions-h">Where you are signed in</h2>
+      <${ErrorBanner} error=${error} />
+      ${sessions === null && !error && html`<${Loading} what="sessions" />`}
+      ${sessions && html`
+        <table data-testid="session-table">
+          <thead><tr><th>Signed in</th><th>Last active</th><th>Address</th><th>Browser</th><th></th></tr></thead>
+          <tbody>
+            ${sessions.map((s) => html`
+              <tr key=${s.id}>
+                <td>${formatTime(s.created_at)}</td>
+                <td>${formatTime(s.last_seen_at)}</td>
+                <td><code>${s.ip}</code></td>
+                <td class="small">${s.user_agent}${s.current ? html` <strong>(this browser)</strong>` : null}</td>
+                <td><button type="button" class="secondary" onClick=${() => end(s)}>${s.current ? 'End this session' : 'End session'}</button></td>
+              </tr>`)}
+          </tbody>
+        </table>`}
+    </section>`;
+}
+
 export function Profile() {
   const { info } = useSession();
   const [error, setError] = useState(null);
@@ -101,5 +149,6 @@ export function Profile() {
         <button type="button" class="secondary" onClick=${everywhere}>Sign out everywhere</button>
       </section>
       <${TwoFactor} initiallyEnabled=${info.totp_enabled} />
+      <${Sessions} />
     </div>`;
 }

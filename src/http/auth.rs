@@ -21,6 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(super::resource("/api/v1/auth/logout").route(web::post().to(logout)))
         .service(super::resource("/api/v1/auth/logout-all").route(web::post().to(logout_all)))
         .service(super::resource("/api/v1/auth/session").route(web::get().to(current_session)))
+        .service(super::resource("/api/v1/auth/sessions").route(web::get().to(list_sessions)))
+        .service(
+            super::resource("/api/v1/auth/sessions/{session_id}")
+                .route(web::delete().to(revoke_session)),
+        )
         .service(super::resource("/api/v1/auth/password").route(web::post().to(change_password)))
         .service(super::resource("/api/v1/auth/totp/setup").route(web::post().to(totp_setup)))
         .service(super::resource("/api/v1/auth/totp/enable").route(web::post().to(totp_enable)))
@@ -253,6 +258,75 @@ pub async fn current_session(
     ))
     .await?;
     Ok(web::Json(info))
+}
+
+/// The signed-in user's live sessions.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<session::SessionSummary>,
+}
+
+/// Lists the current user's live browser sessions (where and when they signed in).
+#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth", responses(
+    (status = 200, body = SessionList), (status = 401, body = crate::http::openapi::ErrorResponse)))]
+pub async fn list_sessions(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+) -> ApiResult<web::Json<SessionList>> {
+    let system = state.system.clone();
+    let user_id = auth.user().id.clone();
+    let current = auth.session.id_hash.clone();
+    let policy = state.session_policy();
+    let sessions =
+        run_blocking(move || session::list_for_user(&system, &user_id, &current, policy)).await?;
+    Ok(web::Json(SessionList { sessions }))
+}
+
+/// Ends one of the current user's sessions (another browser, a lost laptop). Ending the current one
+/// signs this browser out.
+#[utoipa::path(delete, path = "/api/v1/auth/sessions/{session_id}", tag = "auth",
+    params(("session_id" = String, Path, description = "`id` from the session list")),
+    responses((status = 204, description = "ended"),
+    (status = 404, description = "no such session of yours", body = crate::http::openapi::ErrorResponse)))]
+pub async fn revoke_session(
+    auth: Authenticated,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let public_id = path.into_inner();
+    let system = state.system.clone();
+    let user_id = auth.user().id.clone();
+    let is_current = auth
+        .session
+        .id_hash
+        .starts_with(&public_id.to_ascii_lowercase());
+    let id = public_id.clone();
+    let ended = run_blocking(move || session::revoke_own(&system, &user_id, &id)).await?;
+    if !ended {
+        return Err(IdentityError::SessionNotFound.into());
+    }
+    let system = state.system.clone();
+    let actor = Actor::person(&auth.user().username, &client, true);
+    run_blocking(move || {
+        audit::record(
+            &system.db,
+            &actor,
+            &Event {
+                action: "auth.session_revoke",
+                target: &actor.name,
+                tenant_id: "",
+                success: true,
+                detail: serde_json::json!({ "session": public_id }),
+            },
+        )
+    })
+    .await?;
+    let mut response = HttpResponse::NoContent();
+    if is_current {
+        response.cookie(session::removal_cookie(client.https));
+    }
+    Ok(response.finish())
 }
 
 /// A password change.

@@ -55,6 +55,8 @@ pub struct ErrorDetail {
         super::auth::logout,
         super::auth::logout_all,
         super::auth::current_session,
+        super::auth::list_sessions,
+        super::auth::revoke_session,
         super::auth::change_password,
         super::auth::totp_setup,
         super::auth::totp_enable,

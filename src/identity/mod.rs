@@ -174,6 +174,8 @@ pub enum IdentityError {
     InvitationExpired,
     #[error("this invitation is for another account; sign in as the person invited")]
     InvitationNotForYou,
+    #[error("you have no session with this id (it may have ended already)")]
+    SessionNotFound,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -209,6 +211,7 @@ impl ErrorCode for IdentityError {
             IdentityError::InsufficientScope => Code::InsufficientScope,
             IdentityError::KeyNotAllowed => Code::Forbidden,
             IdentityError::InvitationInvalid => Code::InvitationInvalid,
+            IdentityError::SessionNotFound => Code::SessionNotFound,
             IdentityError::TotpRequired => Code::TotpRequired,
             IdentityError::InvalidTotp => Code::InvalidTotp,
             IdentityError::TotpAlreadyEnabled | IdentityError::TotpNotStarted => {

@@ -150,6 +150,80 @@ pub fn revoke_all(system: &SystemDb, user_id: &str) -> Result<usize, IdentityErr
     })
 }
 
+/// A session as its owner sees it in the profile (no secrets: `id` is a prefix of the token's hash).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SessionSummary {
+    /// Handle for revoking this session.
+    pub id: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    pub ip: String,
+    pub user_agent: String,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+/// Length of the public session handle (hex characters of the token hash).
+const PUBLIC_ID_LEN: usize = 16;
+
+fn unix_to_rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(crate::time_util::format_rfc3339)
+        .unwrap_or_default()
+}
+
+/// The live sessions of a user, newest first.
+pub fn list_for_user(
+    system: &SystemDb,
+    user_id: &str,
+    current_id_hash: &str,
+    policy: SessionPolicy,
+) -> Result<Vec<SessionSummary>, IdentityError> {
+    let now = now_unix();
+    let idle_cutoff = now - policy.idle.as_secs() as i64;
+    let list = system.db.read(|c| {
+        let mut stmt = c.prepare(
+            "SELECT id_hash, created_at, last_seen_at, expires_at, ip, user_agent FROM sessions
+             WHERE user_id = ?1 AND expires_at > ?2 AND last_seen_at >= ?3 ORDER BY created_at DESC",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![user_id, now, idle_cutoff], |r| {
+            let id_hash: String = r.get(0)?;
+            Ok(SessionSummary {
+                id: id_hash.chars().take(PUBLIC_ID_LEN).collect(),
+                created_at: unix_to_rfc3339(r.get(1)?),
+                last_seen_at: unix_to_rfc3339(r.get(2)?),
+                expires_at: unix_to_rfc3339(r.get(3)?),
+                ip: r.get(4)?,
+                user_agent: r.get(5)?,
+                current: id_hash == current_id_hash,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(list)
+}
+
+/// Ends one of the user's own sessions by its public id; `false` when the user has no such session.
+pub fn revoke_own(
+    system: &SystemDb,
+    user_id: &str,
+    public_id: &str,
+) -> Result<bool, IdentityError> {
+    if public_id.len() != PUBLIC_ID_LEN || !public_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(false);
+    }
+    let pattern = format!("{}%", public_id.to_ascii_lowercase());
+    let n = system.db.write(|tx| {
+        tx.execute(
+            "DELETE FROM sessions WHERE user_id = ?1 AND id_hash LIKE ?2",
+            rusqlite::params![user_id, pattern],
+        )
+        .map_err(IdentityError::from)
+    })?;
+    Ok(n > 0)
+}
+
 /// The session cookie for a token.
 pub fn cookie(token: String, secure: bool) -> Cookie<'static> {
     Cookie::build(if secure { SECURE_COOKIE } else { COOKIE }, token)

@@ -177,3 +177,77 @@ fn audit_verify_finds_the_first_edited_entry() {
     assert_eq!(code, 1);
     assert!(out.contains("tenant acme: BROKEN at entry 2"), "{out}");
 }
+
+#[test]
+fn retention_prunes_old_entries_and_the_chain_still_verifies() {
+    let server = Server::start();
+    server.create_tenant("acme");
+    server.patch_json("/api/v1/tenants/acme/settings", &json!({"a": 1}));
+    let data_arg = server.data_dir.to_str().expect("utf8").to_string();
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "--data-dir".to_string(),
+            data_arg.clone(),
+            "audit".to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run_args = |extra: &[&'static str]| {
+        let a = args(extra);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        run(server.cwd.path(), &refs)
+    };
+
+    // With the default (keep forever) a bare prune refuses and says how.
+    let (code, _, err) = run_args(&["prune"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--older-than-days"), "{err}");
+
+    // Entries are second-stamped: wait so that everything so far is strictly older than "now".
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, out, err) = run_args(&["prune", "--older-than-days", "0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("removed"), "{out}");
+
+    // What is left still verifies from the anchor, and the prune is itself in the log.
+    let (code, out, err) = run_args(&["verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let system_log = server.get("/api/v1/audit?action=audit.prune").json();
+    let entry = &system_log["entries"][0];
+    assert_eq!(entry["action"], "audit.prune", "{system_log}");
+    assert!(
+        entry["detail"]["removed"].as_u64().unwrap_or(0) >= 2,
+        "{entry}"
+    );
+    let tenant_log = server
+        .get("/api/v1/tenants/acme/audit?action=audit.prune")
+        .json();
+    assert_eq!(
+        tenant_log["entries"][0]["detail"]["removed"], 1,
+        "{tenant_log}"
+    );
+
+    // Removing more old entries by hand (moving the anchor) is detected.
+    let system = rusqlite::Connection::open(server.data_dir.join("system.db")).expect("open");
+    let (seq, hash): (i64, String) = system
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("oldest");
+    system
+        .execute("DELETE FROM audit_log WHERE seq = ?1", [seq])
+        .expect("delete");
+    system
+        .execute(
+            "UPDATE audit_anchor SET seq = ?1, hash = ?2",
+            rusqlite::params![seq, hash],
+        )
+        .expect("move anchor");
+    drop(system);
+    let (code, out, _) = run_args(&["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("system: BROKEN"), "{out}");
+}

@@ -721,3 +721,71 @@ fn idle_and_absolute_session_timeouts_end_sessions() {
         );
     }
 }
+
+#[test]
+fn a_user_lists_their_sessions_and_ends_one_elsewhere() {
+    let server = Server::start();
+    let laptop = server.user("fiona");
+    let phone = server
+        .login("fiona", "fiona long enough password")
+        .expect("second sign-in");
+    let other = server.user("gary");
+
+    let list = server.get_as("/api/v1/auth/sessions", Some(&laptop)).json();
+    let sessions = list["sessions"].as_array().expect("sessions").clone();
+    assert_eq!(sessions.len(), 2, "{list}");
+    let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1, "{list}");
+    let phone_id = sessions
+        .iter()
+        .find(|s| s["current"] == false)
+        .and_then(|s| s["id"].as_str())
+        .expect("the other session")
+        .to_string();
+    assert!(
+        !list.to_string().contains(&phone.cookie),
+        "no secrets listed"
+    );
+
+    // Someone else cannot end it: it is not theirs (404, no existence leak).
+    let foreign = server.call(
+        "DELETE",
+        &format!("/api/v1/auth/sessions/{phone_id}"),
+        None,
+        Some(&other),
+    );
+    assert_eq!(foreign.status, 404);
+    assert_eq!(foreign.error_code(), "session_not_found");
+    assert_eq!(
+        server.get_as("/api/v1/auth/session", Some(&phone)).status,
+        200
+    );
+
+    // The owner ends the phone's session from the laptop.
+    let ended = server.call(
+        "DELETE",
+        &format!("/api/v1/auth/sessions/{phone_id}"),
+        None,
+        Some(&laptop),
+    );
+    assert_eq!(ended.status, 204);
+    assert_eq!(
+        server.get_as("/api/v1/auth/session", Some(&phone)).status,
+        401
+    );
+    assert_eq!(
+        server.get_as("/api/v1/auth/session", Some(&laptop)).status,
+        200
+    );
+    let again = server.call(
+        "DELETE",
+        &format!("/api/v1/auth/sessions/{phone_id}"),
+        None,
+        Some(&laptop),
+    );
+    assert_eq!(again.status, 404);
+    let audit = server
+        .get("/api/v1/audit?action=auth.session_revoke")
+        .json();
+    assert_eq!(audit["entries"][0]["actor"], "fiona", "{audit}");
+}

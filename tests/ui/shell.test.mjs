@@ -416,6 +416,51 @@ test('two-factor setup from the profile, then sign-in asks for the code', async 
   await ctx.close();
 });
 
+test('the profile lists sessions and ends the one in another browser', async () => {
+  const admin = await openPage();
+  await admin.page.goto(`${base}/`);
+  await admin.page.getByTestId('version').waitFor();
+  const made = await admin.page.evaluate(async () => {
+    const session = await (await fetch('/api/v1/auth/session')).json();
+    const r = await fetch('/api/v1/users', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
+      body: JSON.stringify({ username: 'uma', password: 'uma has a long passphrase', must_change_password: false }) });
+    return r.status;
+  });
+  assert.equal(made, 201);
+  await admin.page.close();
+
+  const signIn = async (page) => {
+    await page.goto(`${base}/login`);
+    await page.getByLabel('Username').fill('uma');
+    await page.getByLabel('Password').fill('uma has a long passphrase');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByTestId('version').waitFor();
+  };
+  const laptopCtx = await browser.newContext();
+  const phoneCtx = await browser.newContext();
+  const laptop = await openPage([401], laptopCtx);
+  const phone = await openPage([401], phoneCtx);
+  await signIn(phone.page);
+  await signIn(laptop.page);
+
+  await laptop.page.getByRole('link', { name: 'uma' }).click();
+  const rows = laptop.page.getByTestId('session-table').locator('tbody tr');
+  await rows.nth(1).waitFor();
+  assert.equal(await rows.count(), 2);
+  await laptop.page.getByTestId('session-table').getByText('(this browser)').waitFor();
+  await shot(laptop.page, 'sessions');
+  await laptop.page.getByRole('button', { name: 'End session', exact: true }).click();
+  await laptop.page.waitForFunction(() => document.querySelectorAll('[data-testid=session-table] tbody tr').length === 1);
+
+  // The other browser is signed out at its next request.
+  await phone.page.goto(`${base}/`);
+  await phone.page.getByRole('heading', { name: 'Sign in to Enclave' }).waitFor();
+  assert.deepEqual(laptop.problems, []);
+  await laptopCtx.close();
+  await phoneCtx.close();
+});
+
+
 test('sign out ends the session', async () => {
   const { page, problems } = await openPage([401]);
   await page.goto(`${base}/`);
