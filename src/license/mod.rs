@@ -12,12 +12,17 @@
 //! - [`activation`]: [`InstanceKey`], [`ActivationRequest`] (armoured and single-line QR form) and signed
 //!   usage reports.
 
+pub mod activation;
 mod armor;
 pub mod format;
 pub mod keys;
 pub mod plan;
 pub mod state;
 
+pub use activation::{
+    parse_activation_request, sign_usage_report, verify_usage_report, ActivationCounts,
+    ActivationRequest, InstanceKey, VerifiedUsageReport,
+};
 pub use format::{
     inspect, parse_and_verify, sign, Edition, Inspection, LicenseError, LicensePayload,
     VerifiedLicense, MAX_LICENSE_BYTES,
