@@ -148,12 +148,16 @@ struct IssueArgs {
         conflicts_with = "from_json"
     )]
     grace_days: u32,
+    /// Users in all (default: the edition's).
     #[arg(long, value_name = "N|unlimited", value_parser = parse_limit, conflicts_with = "from_json")]
     users: Option<LimitArg>,
+    /// Tenants (default: the edition's).
     #[arg(long, value_name = "N|unlimited", value_parser = parse_limit, conflicts_with = "from_json")]
     tenants: Option<LimitArg>,
+    /// Members of one tenant (default: the edition's).
     #[arg(long, value_name = "N|unlimited", value_parser = parse_limit, conflicts_with = "from_json")]
     users_per_tenant: Option<LimitArg>,
+    /// Storage in GB (default: the edition's).
     #[arg(long, value_name = "N|unlimited", value_parser = parse_limit, conflicts_with = "from_json")]
     storage_gb: Option<LimitArg>,
     /// Per month.

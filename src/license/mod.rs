@@ -5,7 +5,7 @@
 //! (the server) stores the licence text, the installation's clock high-water mark and the clock-anomaly
 //! timestamp, and enforces what [`Evaluation`] says. `docs/license.md` describes the formats and rules.
 //!
-//! - [`format`]: the armoured licence file, [`LicensePayload`], [`sign`] and [`parse_and_verify`].
+//! - [`format`](mod@format): the armoured licence file, [`LicensePayload`], [`sign`] and [`parse_and_verify`].
 //! - [`keys`]: [`TrustedKeys`], the Ed25519 public keys compiled into the binary (no runtime way to add one).
 //! - [`plan`]: the plan catalogue ([`Plan`], [`Limits`], [`Feature`]) and [`EffectiveEntitlements`].
 //! - [`state`]: [`evaluate`], the licence state machine with an injected clock.
