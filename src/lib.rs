@@ -8,6 +8,7 @@
 //!   `TenantCtx` extractor that is the only road from an HTTP handler to tenant data.
 //! - [`app`] builds the actix application and runs the server with graceful shutdown.
 //! - [`http`] holds the route handlers, one module per resource; [`ui`] serves the embedded web UI.
+//! - [`license`] verifies signed offline licences and evaluates the licence state (pure; not yet wired in).
 //! - [`error`] is the one error catalogue and the one place errors become HTTP responses.
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod doctor;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod license;
 pub mod metrics;
 pub mod models;
 pub mod notify;
