@@ -15,11 +15,14 @@ models_data="${ENCLAVE_TEST_MODELS_DATA:-$HOME/.cache/enclave/test-data}"
 scripts/fetch-models.sh "$models_data"
 export ENCLAVE_TEST_MODELS="$models_data/models"
 
+# The `test-license-key` feature makes this build trust the test licence key (tests/fixtures/license/),
+# so the tests can issue licences; release builds refuse the feature (see src/lib.rs).
 echo "== cargo test"
-cargo test --locked
+cargo test --locked --features test-license-key
 
 echo "== web UI in headless chromium"
-cargo build --locked --bin enclave
-ENCLAVE_BIN="$CARGO_TARGET_DIR/debug/enclave" node --test tests/ui/
+cargo build --locked --bins --features test-license-key
+ENCLAVE_BIN="$CARGO_TARGET_DIR/debug/enclave" ENCLAVE_LICENSE_BIN="$CARGO_TARGET_DIR/debug/enclave-license" \
+  node --test tests/ui/
 
 echo "== all tests passed in $(( $(date +%s) - started ))s"

@@ -133,6 +133,23 @@ pub fn prepare(config: Config) -> Result<(AppState, DataDirLock), StartupError> 
         migrated,
         "tenant databases checked"
     );
+    let license = Arc::new(crate::license::manager::LicenseManager::load(
+        system.clone(),
+        &instance.installation_id,
+        &data_dir,
+    )?);
+    let snapshot = license.current();
+    tracing::info!(
+        edition = %snapshot.evaluation.entitlements.edition_label,
+        state = ?snapshot.evaluation.state,
+        "licence"
+    );
+    if let Some(banner) = license.banner() {
+        tracing::warn!("{}", banner.message);
+    }
+    if let Err(e) = license.take_seat_snapshot() {
+        tracing::warn!(error = %e, "seat snapshot failed");
+    }
     let registry = Arc::new(TenantRegistry::new(
         data_dir,
         system.clone(),
@@ -140,7 +157,7 @@ pub fn prepare(config: Config) -> Result<(AppState, DataDirLock), StartupError> 
         config.storage.max_open_tenant_pools,
     ));
     Ok((
-        AppState::new(Arc::new(config), system, registry, instance),
+        AppState::new(Arc::new(config), system, registry, instance, license),
         lock,
     ))
 }
@@ -269,6 +286,34 @@ pub async fn serve(
         }
     });
 
+    // The licence: re-evaluated every minute (expiry, clock, a licence installed through the CLI), with
+    // a seat snapshot once a day.
+    let license_state = state.clone();
+    let licensing = actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.tick().await;
+        let mut last_snapshot = std::time::Instant::now();
+        loop {
+            tick.tick().await;
+            let s = license_state.clone();
+            let snapshot_due = last_snapshot.elapsed() >= std::time::Duration::from_secs(24 * 3600);
+            if snapshot_due {
+                last_snapshot = std::time::Instant::now();
+            }
+            let result = tokio::task::spawn_blocking(move || {
+                s.license.refresh()?;
+                if snapshot_due {
+                    s.license.take_seat_snapshot()?;
+                }
+                Ok::<_, crate::db::DbError>(())
+            })
+            .await;
+            if let Ok(Err(e)) = result {
+                tracing::warn!(error = %e, "licence refresh failed; will retry");
+            }
+        }
+    });
+
     // Audit retention (`audit.retention_days`): an hour after start, then daily.
     let retention_state = state.clone();
     let retention = actix_web::rt::spawn(async move {
@@ -308,6 +353,7 @@ pub async fn serve(
     }
     purger.abort();
     retention.abort();
+    licensing.abort();
     state.set_ready(false);
     let closing = state.clone();
     tokio::task::spawn_blocking(move || {

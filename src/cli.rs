@@ -97,6 +97,42 @@ pub enum Command {
     /// Work with the audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The licence: show it, make an activation request, install a licence file, export usage.
+    /// Works offline and while the server runs (the server picks a new licence up within a minute).
+    #[command(subcommand)]
+    License(LicenseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Show the edition, state, dates, limits against current usage and features.
+    Show {
+        /// Print JSON (the same document as GET /api/v1/license).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a signed activation request to send to the vendor (by file or as a QR code).
+    Request {
+        /// Write the request to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also print the QR code to the terminal.
+        #[arg(long)]
+        qr: bool,
+    },
+    /// Verify and install a licence file. A refused file leaves the current licence active.
+    Activate {
+        /// The licence file from the vendor.
+        file: PathBuf,
+    },
+    /// Remove the installed licence (the free community plan applies again).
+    Remove,
+    /// Write the signed usage report (seat counts of the licence period) for true-up.
+    UsageReport {
+        /// Write the report to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,7 +343,138 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Audit(AuditCommand::Prune { older_than_days }) => {
             audit_prune(cli.load_config(None)?, *older_than_days)
         }
+        Command::License(command) => license_command(cli.load_config(None)?, command),
     }
+}
+
+fn write_or_print(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {
+    match out {
+        Some(path) => {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", path.display())))?;
+            file.write_all(text.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+            Ok(())
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn license_command(loaded: LoadedConfig, command: &LicenseCommand) -> Result<ExitCode, CliError> {
+    init_cli_logging(&loaded);
+    let system = std::sync::Arc::new(open_system_for_cli(&loaded.config)?);
+    let license = cli_license(&system, &loaded.config)?;
+    let license_error = |e: &dyn std::fmt::Display| CliError::Usage(e.to_string());
+    match command {
+        LicenseCommand::Show { json } => {
+            let info = crate::http::license::info_of(&license, &license.current())?;
+            if *json {
+                let text = serde_json::to_string_pretty(&info).map_err(|e| license_error(&e))?;
+                println!("{text}");
+            } else {
+                print_license(&info);
+            }
+        }
+        LicenseCommand::Request { out, qr } => {
+            let (armored, compact) = license
+                .activation_request()
+                .map_err(|e| license_error(&e))?;
+            write_or_print(out.as_ref(), &armored)?;
+            if *qr {
+                let code = qrcode::QrCode::with_error_correction_level(
+                    compact.as_bytes(),
+                    qrcode::EcLevel::L,
+                )
+                .map_err(|e| license_error(&e))?;
+                let image = code
+                    .render::<qrcode::render::unicode::Dense1x2>()
+                    .quiet_zone(true)
+                    .build();
+                eprintln!("{image}");
+            }
+        }
+        LicenseCommand::Activate { file } => {
+            let text = std::fs::read(file)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let snapshot = license
+                .install(&text, &crate::audit::Actor::cli())
+                .map_err(|e| license_error(&e))?;
+            let info = crate::http::license::info_of(&license, &snapshot)?;
+            println!("licence installed");
+            print_license(&info);
+        }
+        LicenseCommand::Remove => {
+            let snapshot = license.remove(&crate::audit::Actor::cli())?;
+            let info = crate::http::license::info_of(&license, &snapshot)?;
+            println!("licence removed");
+            print_license(&info);
+        }
+        LicenseCommand::UsageReport { out } => {
+            let report = license.usage_report().map_err(|e| license_error(&e))?;
+            write_or_print(out.as_ref(), &report)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_license(info: &crate::http::license::LicenseInfo) {
+    let state = serde_json::to_value(&info.status.state)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    println!("edition:          {}", info.status.edition);
+    println!("state:            {state}");
+    if let Some(banner) = &info.status.banner {
+        println!("                  {}", banner.message);
+    }
+    println!("installation id:  {}", info.installation_id);
+    if let Some(l) = &info.license {
+        println!("licence id:       {}", l.license_id);
+        println!("customer:         {}", l.customer);
+        println!(
+            "valid:            {} to {} (+{} days grace)",
+            l.starts_at, l.expires_at, l.grace_days
+        );
+        println!(
+            "bound to:         {}",
+            l.installation_id
+                .as_deref()
+                .unwrap_or("any installation (site licence)")
+        );
+    }
+    let limit = |v: Option<u64>| v.map_or("unlimited".to_string(), |n| n.to_string());
+    println!(
+        "users:            {} of {}",
+        info.usage.users,
+        limit(info.limits.users)
+    );
+    println!(
+        "tenants:          {} of {}",
+        info.usage.tenants,
+        limit(info.limits.tenants)
+    );
+    println!(
+        "storage:          {:.2} GB of {}",
+        info.usage.storage_bytes as f64 / 1e9,
+        info.limits
+            .storage_gb
+            .map_or("unlimited".to_string(), |n| format!("{n} GB"))
+    );
+    println!(
+        "features:         {}",
+        if info.features.is_empty() {
+            "none".to_string()
+        } else {
+            info.features.join(", ")
+        }
+    );
 }
 
 fn init_cli_logging(loaded: &LoadedConfig) {
@@ -487,11 +654,12 @@ fn open_system_for_cli(config: &Config) -> Result<SystemDb, CliError> {
 fn tenant_create(loaded: LoadedConfig, name: &str, id: Option<&str>) -> Result<ExitCode, CliError> {
     init_cli_logging(&loaded);
     let config = &loaded.config;
-    let system = open_system_for_cli(config)?;
+    let system = std::sync::Arc::new(open_system_for_cli(config)?);
     let id = match id {
         Some(id) => TenantId::parse(id)?,
         None => TenantId::from_name(name)?,
     };
+    let license = cli_license(&system, config)?;
     let record = create_tenant(
         &system,
         &config.storage.data_dir,
@@ -499,6 +667,7 @@ fn tenant_create(loaded: LoadedConfig, name: &str, id: Option<&str>) -> Result<E
         name,
         &app::db_options(config),
         &crate::audit::Actor::cli(),
+        &license.plan(),
     )?;
     println!("Created tenant {} ({})", record.id, record.name);
     Ok(ExitCode::SUCCESS)
@@ -538,9 +707,22 @@ fn read_password_line() -> Result<String, CliError> {
     Ok(password)
 }
 
+/// The licence as the CLI sees it (the same stored licence and rules as the server).
+fn cli_license(
+    system: &std::sync::Arc<SystemDb>,
+    config: &Config,
+) -> Result<crate::license::manager::LicenseManager, CliError> {
+    let instance = system.ensure_instance()?;
+    Ok(crate::license::manager::LicenseManager::load(
+        system.clone(),
+        &instance.installation_id,
+        &config.storage.data_dir,
+    )?)
+}
+
 fn user_command(loaded: LoadedConfig, command: &UserCommand) -> Result<ExitCode, CliError> {
     init_cli_logging(&loaded);
-    let system = open_system_for_cli(&loaded.config)?;
+    let system = std::sync::Arc::new(open_system_for_cli(&loaded.config)?);
     match command {
         UserCommand::Add {
             name,
@@ -562,6 +744,7 @@ fn user_command(loaded: LoadedConfig, command: &UserCommand) -> Result<ExitCode,
                     must_change_password: *must_change_password,
                 },
                 &crate::audit::Actor::cli(),
+                &cli_license(&system, &loaded.config)?.plan(),
             )?;
             let kind = if user.is_system_admin {
                 "system administrator"

@@ -115,6 +115,14 @@ error_codes! {
     TenantSuspended = (CONFLICT, "tenant_suspended"),
     /// Too many tenant databases are in use at this instant; retry shortly.
     TenantPoolsExhausted = (SERVICE_UNAVAILABLE, "tenant_pools_exhausted"),
+    /// The licence's limit is reached (`details`: limit, current, allowed); existing data is unaffected.
+    PlanLimitReached = (FORBIDDEN, "plan_limit_reached"),
+    /// The feature is not included in the installation's licence (`details.feature`).
+    FeatureNotLicensed = (FORBIDDEN, "feature_not_licensed"),
+    /// The licence expired past its grace period: nothing new can be added; reading, export and backup work.
+    LicenseRestricted = (FORBIDDEN, "license_restricted"),
+    /// The uploaded licence was refused (bad signature, other installation, expired, ...); the previous one stays.
+    LicenseInvalid = (BAD_REQUEST, "license_invalid"),
     /// The server is starting or shutting down.
     NotReady = (SERVICE_UNAVAILABLE, "not_ready"),
     /// The database is busy or unavailable; retry shortly.
@@ -140,6 +148,10 @@ pub trait ErrorCode: std::fmt::Display {
     fn retry_after(&self) -> Option<u64> {
         None
     }
+    /// Machine-readable facts about the error (`error.details`), e.g. which limit was reached.
+    fn details(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// An error on its way to the client.
@@ -151,6 +163,8 @@ pub struct ApiError {
     pub internal: Option<String>,
     /// Seconds to put in `Retry-After`, for 429/503.
     pub retry_after: Option<u64>,
+    /// Extra machine-readable facts, sent as `error.details`.
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -160,6 +174,7 @@ impl ApiError {
             message: message.into(),
             internal: None,
             retry_after: None,
+            details: None,
         }
     }
 
@@ -172,6 +187,7 @@ impl ApiError {
                     .into(),
             internal: Some(cause.to_string()),
             retry_after: None,
+            details: None,
         }
     }
 
@@ -194,6 +210,7 @@ impl<E: ErrorCode> From<E> for ApiError {
         if code == Code::Internal || code.status().is_server_error() {
             api.internal = Some(e.to_string());
         }
+        api.details = e.details();
         api.retry_after = e
             .retry_after()
             .or_else(|| (code.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
@@ -212,6 +229,8 @@ struct ErrorDetail<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Value>,
 }
 
 impl ResponseError for ApiError {
@@ -238,6 +257,7 @@ impl ResponseError for ApiError {
                 code: self.code.name(),
                 message: &self.message,
                 request_id,
+                details: self.details.as_ref(),
             },
         })
     }

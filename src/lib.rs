@@ -11,6 +11,12 @@
 //! - [`license`] verifies signed offline licences and evaluates the licence state (pure; not yet wired in).
 //! - [`error`] is the one error catalogue and the one place errors become HTTP responses.
 
+// The test licence key's private half is in the repository: a build that trusts it must never ship.
+#[cfg(all(feature = "test-license-key", not(debug_assertions)))]
+compile_error!(
+    "the `test-license-key` feature is for tests only: release builds cannot trust the test licence key"
+);
+
 pub mod app;
 pub mod audit;
 pub mod cli;

@@ -20,6 +20,8 @@ pub struct AppState {
     pub system: Arc<SystemDb>,
     pub tenants: Arc<TenantRegistry>,
     pub instance: Arc<Instance>,
+    /// The installed licence and its state; enforcement reads [`LicenseManager::plan`].
+    pub license: Arc<crate::license::manager::LicenseManager>,
     pub started: Instant,
     /// Failed sign-in counters.
     pub login_throttle: Arc<LoginThrottle>,
@@ -35,11 +37,13 @@ impl AppState {
         system: Arc<SystemDb>,
         tenants: Arc<TenantRegistry>,
         instance: Instance,
+        license: Arc<crate::license::manager::LicenseManager>,
     ) -> AppState {
         AppState {
             config,
             system,
             tenants,
+            license,
             instance: Arc::new(instance),
             started: Instant::now(),
             login_throttle: Arc::new(LoginThrottle::default()),

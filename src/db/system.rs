@@ -146,6 +146,20 @@ impl SystemDb {
         })
     }
 
+    /// The installation record, created (with a new installation id) if the server never started:
+    /// CLI commands that need the id (licence requests) work on a freshly initialised data directory.
+    pub fn ensure_instance(&self) -> Result<Instance, DbError> {
+        self.db.write(|tx| {
+            let now = now_rfc3339();
+            tx.execute(
+                "INSERT INTO instance (id, installation_id, created_at, last_started_at, last_seen_at)
+                 VALUES (1, ?1, ?2, ?2, ?2) ON CONFLICT (id) DO NOTHING",
+                rusqlite::params![new_installation_id(), now],
+            )?;
+            read_instance(tx)?.ok_or_else(|| DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+        })
+    }
+
     /// The installation record, if the instance has ever started.
     pub fn instance(&self) -> Result<Option<Instance>, DbError> {
         self.db.read(read_instance)

@@ -99,6 +99,7 @@ pub async fn restore(
     let id = TenantId::parse(&path.into_inner())?;
     let actor = Actor::person(&admin.user().username, &client, true);
     let system = state.system.clone();
-    let record = run_blocking(move || lifecycle::restore(&system, &id, &actor)).await?;
+    let plan = state.license.plan();
+    let record = run_blocking(move || lifecycle::restore(&system, &id, &actor, &plan)).await?;
     Ok(web::Json(record))
 }

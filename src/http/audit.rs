@@ -76,6 +76,18 @@ impl AuditQuery {
     }
 }
 
+/// Export (CSV, JSON Lines) is the licensed feature `audit_export`; viewing in the UI or as JSON is not.
+fn check_export_licensed(state: &AppState, format: Option<&str>) -> ApiResult<()> {
+    if matches!(format, Some("csv" | "jsonl")) {
+        crate::license::enforce::require_feature(
+            &state.license.plan(),
+            crate::license::Feature::AuditExport,
+            false,
+        )?;
+    }
+    Ok(())
+}
+
 fn respond(entries: Vec<Entry>, format: Option<&str>, name: &str) -> ApiResult<HttpResponse> {
     match format.unwrap_or("json") {
         "json" => Ok(HttpResponse::Ok().json(AuditPage { entries })),
@@ -117,6 +129,7 @@ pub async fn system_log(
     query: web::Query<AuditQuery>,
 ) -> ApiResult<HttpResponse> {
     let filter = query.filter()?;
+    check_export_licensed(&state, query.format.as_deref())?;
     let system = state.system.clone();
     let entries = run_blocking(move || system.db.read(|c| audit::query(c, &filter))).await?;
     respond(entries, query.format.as_deref(), "enclave-audit-system")
@@ -134,6 +147,7 @@ pub async fn tenant_log(
 ) -> ApiResult<HttpResponse> {
     tenant.require(Action::Manage)?;
     let mut filter = query.filter()?;
+    check_export_licensed(&state, query.format.as_deref())?;
     // Sequence numbers belong to one database each; page the joined view by time (`until`).
     filter.before = None;
     let limit = filter.limit.clamp(1, 1000) as usize;

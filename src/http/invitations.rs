@@ -139,6 +139,8 @@ pub async fn accept(
     let actor = Actor::person(&user.username, &client, true);
     let system = state.system.clone();
     let token = body.into_inner().token;
-    let inv = run_blocking(move || invitation::accept(&system, &token, &user, &actor)).await?;
+    let plan = state.license.plan();
+    let inv =
+        run_blocking(move || invitation::accept(&system, &token, &user, &actor, &plan)).await?;
     Ok(web::Json(inv))
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod invitations;
+pub mod license;
 pub mod openapi;
 pub mod system;
 pub mod tenants;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     invitations::configure(cfg);
     admin_tenants::configure(cfg);
     audit::configure(cfg);
+    license::configure(cfg);
     // Everything of one tenant: the caller and its role there are resolved before any other extractor
     // (a body that fails to parse must not answer before "no such tenant" does).
     cfg.service(

@@ -133,6 +133,7 @@ pub async fn create(
     let registry = state.tenants.clone();
     let system = state.system.clone();
     let actor = crate::audit::Actor::person(&admin.user().username, &client, true);
+    let plan = state.license.plan();
     let record = run_blocking(move || {
         let owner = match body.owner.as_deref() {
             Some(name) => {
@@ -144,10 +145,10 @@ pub async fn create(
             }
             None => None,
         };
-        let record = registry.create(&id, &body.name, &actor)?;
+        let record = registry.create(&id, &body.name, &actor, &plan)?;
         if let Some(owner) = owner {
             system.db.write(|tx| {
-                identity::set_membership(tx, &record.id, &owner.id, Role::Owner)?;
+                identity::set_membership(tx, &record.id, &owner.id, Role::Owner, &plan)?;
                 audit_membership(tx, &actor, &record.id, &owner.username, Some(Role::Owner))
                     .map_err(IdentityError::from)
             })?;
@@ -400,13 +401,17 @@ pub async fn put_member(
     check_role_change(&tenant, Some(role), current)?;
     tenant.ensure_writable()?;
     let actor = Actor::of(&tenant.caller, &client);
+    let plan = state.license.plan();
     let members = run_blocking(move || {
-        system.db.write(|tx| {
-            identity::set_membership(tx, &tenant_id, &user.id, role)?;
-            audit_membership(tx, &actor, &tenant_id, &user.username, Some(role))
-                .map_err(DbError::from)
-        })?;
-        members_of(&system, &tenant_id)
+        system
+            .db
+            .write(|tx| {
+                identity::set_membership(tx, &tenant_id, &user.id, role, &plan)?;
+                audit_membership(tx, &actor, &tenant_id, &user.username, Some(role))
+                    .map_err(IdentityError::from)
+            })
+            .map_err(ApiError::from)?;
+        Ok::<_, ApiError>(members_of(&system, &tenant_id)?)
     })
     .await?;
     Ok(web::Json(MemberList { members }))

@@ -67,6 +67,7 @@ pub async fn create(
     let actor = Actor::person(&admin.user().username, &client, true);
     let _permit = state.password_hashes.clone().acquire_owned().await;
     let system = state.system.clone();
+    let plan = state.license.plan();
     let user = run_blocking(move || {
         identity::create_user(
             &system,
@@ -79,6 +80,7 @@ pub async fn create(
                 must_change_password: body.must_change_password.unwrap_or(true),
             },
             &actor,
+            &plan,
         )
     })
     .await?;
@@ -121,8 +123,10 @@ pub async fn update(
     let acting = admin.user().id.clone();
     let system = state.system.clone();
     let username = path.into_inner();
-    let user =
-        run_blocking(move || identity::update_user(&system, &username, &change, &acting, &actor))
-            .await?;
+    let plan = state.license.plan();
+    let user = run_blocking(move || {
+        identity::update_user(&system, &username, &change, &acting, &actor, &plan)
+    })
+    .await?;
     Ok(web::Json(user))
 }

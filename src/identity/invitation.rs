@@ -172,6 +172,7 @@ pub fn accept(
     token: &str,
     user: &User,
     actor: &Actor,
+    plan: &crate::license::Evaluation,
 ) -> Result<Invitation, IdentityError> {
     let hash = token_hash(token.trim());
     system.db.write(|tx| {
@@ -200,7 +201,7 @@ pub fn accept(
         // Accepting never lowers a role someone already has.
         let current = super::role_in(tx, &user.id, &inv.tenant_id)?;
         if current.is_none_or(|r| r < inv.role) {
-            set_membership(tx, &inv.tenant_id, &user.id, inv.role)?;
+            set_membership(tx, &inv.tenant_id, &user.id, inv.role, plan)?;
         }
         tx.execute(
             "UPDATE invitations SET accepted_at = ?1, accepted_by = ?2 WHERE id = ?3",

@@ -177,7 +177,18 @@ pub enum IdentityError {
     #[error("you have no session with this id (it may have ended already)")]
     SessionNotFound,
     #[error(transparent)]
+    Plan(#[from] crate::license::enforce::PlanError),
+    #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl From<crate::license::enforce::CheckError> for IdentityError {
+    fn from(e: crate::license::enforce::CheckError) -> Self {
+        match e {
+            crate::license::enforce::CheckError::Plan(p) => IdentityError::Plan(p),
+            crate::license::enforce::CheckError::Db(d) => IdentityError::from(d),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for IdentityError {
@@ -222,6 +233,14 @@ impl ErrorCode for IdentityError {
             IdentityError::UserExists(_) => Code::UserExists,
             IdentityError::UserNotFound(_) => Code::UserNotFound,
             IdentityError::Db(db) => db.code(),
+            IdentityError::Plan(p) => p.code(),
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            IdentityError::Plan(p) => p.details(),
+            _ => None,
         }
     }
 
@@ -287,6 +306,7 @@ pub fn create_user(
     system: &SystemDb,
     new: &NewUser<'_>,
     actor: &crate::audit::Actor,
+    plan: &crate::license::Evaluation,
 ) -> Result<User, IdentityError> {
     let username = validate_username(new.username)?;
     password::check_policy(new.password, &username)?;
@@ -306,6 +326,7 @@ pub fn create_user(
         if exists {
             return Err(IdentityError::UserExists(username.clone()));
         }
+        crate::license::enforce::check_new_user(tx, plan)?;
         let now = now_rfc3339();
         tx.execute(
             "INSERT INTO users (id, username, display_name, email, password_hash, state, is_system_admin,
@@ -433,6 +454,7 @@ pub fn update_user(
     change: &UserUpdate,
     acting_user_id: &str,
     actor: &crate::audit::Actor,
+    plan: &crate::license::Evaluation,
 ) -> Result<User, IdentityError> {
     let username = validate_username(username)?;
     if let Some(state) = &change.state {
@@ -447,6 +469,10 @@ pub fn update_user(
             && (change.state.as_deref().is_some_and(|s| s != "active") || change.is_system_admin == Some(false));
         if demotes_self {
             return Err(IdentityError::SelfLockout);
+        }
+        if change.state.as_deref() == Some("active") && user.state != "active" {
+            // Reactivating an account takes a seat again.
+            crate::license::enforce::check_new_user(tx, plan)?;
         }
         let now = now_rfc3339();
         tx.execute(
@@ -521,7 +547,11 @@ pub fn set_membership(
     tenant_id: &str,
     user_id: &str,
     role: Role,
-) -> rusqlite::Result<()> {
+    plan: &crate::license::Evaluation,
+) -> Result<(), IdentityError> {
+    if role_in(conn, user_id, tenant_id)?.is_none() {
+        crate::license::enforce::check_new_member(conn, plan, tenant_id)?;
+    }
     conn.execute(
         "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role",
@@ -584,6 +614,14 @@ pub fn bootstrap_admin(system: &SystemDb) -> Result<Option<String>, IdentityErro
             must_change_password: true,
         },
         &crate::audit::Actor::cli(),
+        // The first account is always allowed (every plan has at least one seat).
+        &crate::license::state::evaluate(&crate::license::StateInput {
+            license: crate::license::LicenseInput::None,
+            installation_id: "",
+            now: crate::time_util::now_utc(),
+            high_water: None,
+            anomaly_since: None,
+        }),
     )?;
     Ok(Some(password))
 }

@@ -83,6 +83,10 @@ pub fn create(
              VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
             rusqlite::params![token_hash(&token), user_id, csrf_token, now, expires, ip, agent],
         )?;
+        tx.execute(
+            "UPDATE users SET last_active_at = ?1 WHERE id = ?2",
+            rusqlite::params![crate::time_util::now_rfc3339(), user_id],
+        )?;
         Ok::<_, IdentityError>(())
     })?;
     Ok(NewSession { token, csrf_token })
@@ -122,6 +126,10 @@ pub fn lookup(
             tx.execute(
                 "UPDATE sessions SET last_seen_at = ?1 WHERE id_hash = ?2",
                 rusqlite::params![now, id_hash],
+            )?;
+            tx.execute(
+                "UPDATE users SET last_active_at = ?1 WHERE id = ?2",
+                rusqlite::params![crate::time_util::now_rfc3339(), user_id],
             )
             .map_err(IdentityError::from)
         })?;

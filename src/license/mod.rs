@@ -14,9 +14,12 @@
 
 pub mod activation;
 mod armor;
+pub mod enforce;
 pub mod format;
 pub mod keys;
+pub mod manager;
 pub mod plan;
+pub mod qr;
 pub mod state;
 
 pub use activation::{

@@ -148,12 +148,15 @@ pub fn restore(
     system: &SystemDb,
     id: &TenantId,
     actor: &Actor,
+    plan: &crate::license::Evaluation,
 ) -> Result<TenantRecord, TenantError> {
     system.db.write(|tx| {
         let before = load(tx, id)?;
         if before.status != "deleting" {
             return Ok(before);
         }
+        // A tenant being deleted does not count against the licence; bringing it back does.
+        crate::license::enforce::check_new_tenant(tx, plan)?;
         tx.execute(
             "UPDATE tenants SET status = 'active', delete_after = NULL, updated_at = ?1 WHERE id = ?2",
             rusqlite::params![crate::time_util::now_rfc3339(), id.as_str()],

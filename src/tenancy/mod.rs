@@ -129,7 +129,18 @@ pub enum TenantError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Plan(#[from] crate::license::enforce::PlanError),
+    #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl From<crate::license::enforce::CheckError> for TenantError {
+    fn from(e: crate::license::enforce::CheckError) -> Self {
+        match e {
+            crate::license::enforce::CheckError::Plan(p) => TenantError::Plan(p),
+            crate::license::enforce::CheckError::Db(d) => TenantError::Db(DbError::from(d)),
+        }
+    }
 }
 
 impl ErrorCode for TenantError {
@@ -142,13 +153,22 @@ impl ErrorCode for TenantError {
             TenantError::Suspended(_) => Code::TenantSuspended,
             TenantError::PoolsExhausted(_) => Code::TenantPoolsExhausted,
             TenantError::Db(db) => db.code(),
+            TenantError::Plan(p) => p.code(),
             TenantError::WrongOwner { .. } | TenantError::Io { .. } => Code::Internal,
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            TenantError::Plan(p) => p.details(),
+            _ => None,
         }
     }
 
     fn public_message(&self) -> String {
         match self {
             TenantError::Db(db) => db.public_message(),
+            TenantError::Plan(p) => p.public_message(),
             TenantError::WrongOwner { .. } | TenantError::Io { .. } => {
                 "tenant storage error; the request id finds the details in the server log".into()
             }
@@ -193,6 +213,7 @@ pub fn create_tenant(
     name: &str,
     options: &DbOptions,
     actor: &crate::audit::Actor,
+    plan: &crate::license::Evaluation,
 ) -> Result<TenantRecord, TenantError> {
     let name = validate_name(name)?;
     let tenants_root = data_dir.join(TENANTS_DIR);
@@ -211,6 +232,7 @@ pub fn create_tenant(
             if exists {
                 return Err(TenantError::Exists(id.clone()));
             }
+            crate::license::enforce::check_new_tenant(tx, plan)?;
             let final_dir = tenant_dir(data_dir, id);
             if final_dir.exists() {
                 set_aside_orphan(&tenants_root, &final_dir, id)?;
@@ -534,8 +556,17 @@ impl TenantRegistry {
         id: &TenantId,
         name: &str,
         actor: &crate::audit::Actor,
+        plan: &crate::license::Evaluation,
     ) -> Result<TenantRecord, TenantError> {
-        create_tenant(&self.system, &self.data_dir, id, name, &self.options, actor)
+        create_tenant(
+            &self.system,
+            &self.data_dir,
+            id,
+            name,
+            &self.options,
+            actor,
+            plan,
+        )
     }
 
     /// Closes every cached tenant database, checkpointing its WAL. Called at shutdown.

@@ -43,6 +43,9 @@ fn tenant_commands_and_version() {
     assert!(err.contains("no Enclave data in ./data"), "{err}");
 
     run(dir, &["init"]);
+    // The community plan has one tenant; a Pro licence (activated offline) allows more.
+    let (code, out, err) = activate_via_cli(dir, &[], &["--edition", "pro"]);
+    assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = run(dir, &["tenant", "create", "Sales Team"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("Created tenant sales-team"), "{out}");
@@ -109,6 +112,8 @@ fn doctor_reports_a_damaged_tenant_database_and_missing_models() {
     let cwd = tempfile::tempdir().expect("tempdir");
     let dir = cwd.path();
     run(dir, &["init"]);
+    let (code, out, err) = activate_via_cli(dir, &[], &["--edition", "pro"]);
+    assert_eq!(code, 0, "{out}{err}");
     run(dir, &["tenant", "create", "Good"]);
     run(dir, &["tenant", "create", "Broken"]);
     let (code, out, _) = run(dir, &["doctor"]);

@@ -37,6 +37,9 @@ pub struct Options {
     pub explicit_data_dir: bool,
     /// Sign the administrator in once the server is up (see `Server::sign_in_admin`).
     pub sign_in: bool,
+    /// Install an enterprise licence bound to the installation once signed in, so tests are not held
+    /// to the community plan's limits (licence tests turn this off).
+    pub enterprise_license: bool,
 }
 
 impl Default for Options {
@@ -46,6 +49,7 @@ impl Default for Options {
             env: vec![("ENCLAVE_LISTEN".into(), "127.0.0.1:0".into())],
             explicit_data_dir: true,
             sign_in: true,
+            enterprise_license: true,
         }
     }
 }
@@ -200,6 +204,16 @@ impl Server {
                 };
                 if options.sign_in {
                     server.admin = Some(server.sign_in_admin());
+                    if options.enterprise_license {
+                        let text = issue_license(&[
+                            "--edition",
+                            "enterprise",
+                            "--installation-id",
+                            &server.installation_id(),
+                        ]);
+                        let reply = server.install_license(&text);
+                        assert_eq!(reply.status, 200, "harness licence: {}", reply.body);
+                    }
                 }
                 return Ok(server);
             }
@@ -485,4 +499,70 @@ pub fn schema_version(kind: &str) -> usize {
                 .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
         })
         .count()
+}
+
+/// The vendor tool, built with the crate.
+pub fn license_tool() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_enclave-license"));
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// The test signing key (trusted only by builds with the `test-license-key` feature).
+pub const TEST_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/license/test-key.pk8"
+);
+
+/// Issues a licence with the test key; `args` add to `--key ... --key-id ... --customer ...`.
+pub fn issue_license(args: &[&str]) -> String {
+    let out = license_tool()
+        .args(["issue", "--key", TEST_KEY, "--key-id", "enclave-test-1"])
+        .args(["--customer", "Harness Corp"])
+        .args(args)
+        .output()
+        .expect("run enclave-license");
+    assert!(
+        out.status.success(),
+        "enclave-license issue {args:?} failed: {}\n(the tests need the `test-license-key` feature: run scripts/test.sh or cargo test --features test-license-key)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8 licence")
+}
+
+impl Server {
+    /// This installation's id.
+    pub fn installation_id(&self) -> String {
+        self.get("/api/v1/system/info").json()["installation_id"]
+            .as_str()
+            .expect("installation id")
+            .to_string()
+    }
+
+    /// Uploads a licence as the administrator.
+    pub fn install_license(&self, text: &str) -> Reply {
+        self.post_json("/api/v1/license", &json!({ "license": text }))
+    }
+}
+
+/// The air-gapped activation through the CLI: `enclave license request` writes the request, the vendor
+/// tool issues a licence bound to it (with `issue_args`), `enclave license activate` installs it.
+/// `global` goes before the subcommand (e.g. `--data-dir d`). Returns the output of `activate`.
+pub fn activate_via_cli(cwd: &Path, global: &[&str], issue_args: &[&str]) -> (i32, String, String) {
+    let request = cwd.join(format!("request-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&request);
+    let request_arg = request.to_str().expect("utf8 path").to_string();
+    let mut args: Vec<&str> = global.to_vec();
+    args.extend(["license", "request", "--out", &request_arg]);
+    let (code, _, err) = run(cwd, &args);
+    assert_eq!(code, 0, "license request: {err}");
+    let mut issue: Vec<&str> = vec!["--request", &request_arg];
+    issue.extend(issue_args);
+    let text = issue_license(&issue);
+    let licence = cwd.join(format!("licence-{}.txt", std::process::id()));
+    std::fs::write(&licence, text).expect("write licence");
+    let licence_arg = licence.to_str().expect("utf8 path").to_string();
+    let mut args: Vec<&str> = global.to_vec();
+    args.extend(["license", "activate", &licence_arg]);
+    run(cwd, &args)
 }
