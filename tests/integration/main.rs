@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod errors;
+mod license;
 mod lifecycle;
 mod models;
 mod probes;
