@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}"
-cargo build --release --locked --bin enclave
+packaging/build-release.sh
 scripts/fetch-models.sh "${ENCLAVE_DATA_DIR:-./data}"
 exec "$CARGO_TARGET_DIR/release/enclave" serve "$@"

@@ -127,6 +127,9 @@ pub enum LicenseCommand {
     },
     /// Remove the installed licence (the free community plan applies again).
     Remove,
+    /// Forget the licence clock's high-water mark after the system clock was set into the future by
+    /// mistake and corrected (otherwise that reads as a clock anomaly). Audited.
+    ResetClock,
     /// Write the signed usage report (seat counts of the licence period) for true-up.
     UsageReport {
         /// Write the report to this file instead of standard output.
@@ -414,6 +417,12 @@ fn license_command(loaded: LoadedConfig, command: &LicenseCommand) -> Result<Exi
             let snapshot = license.remove(&crate::audit::Actor::cli())?;
             let info = crate::http::license::info_of(&license, &snapshot)?;
             println!("licence removed");
+            print_license(&info);
+        }
+        LicenseCommand::ResetClock => {
+            let snapshot = license.reset_clock(&crate::audit::Actor::cli())?;
+            let info = crate::http::license::info_of(&license, &snapshot)?;
+            println!("licence clock reset to now");
             print_license(&info);
         }
         LicenseCommand::UsageReport { out } => {

@@ -178,3 +178,21 @@ pub fn require_feature(
     }
     Ok(())
 }
+
+/// For unit tests elsewhere: an evaluation with no limits and every feature.
+#[cfg(test)]
+pub(crate) fn unlimited_for_tests() -> Evaluation {
+    let mut entitlements = super::plan::EffectiveEntitlements::community();
+    entitlements.limits = super::plan::Limits::UNLIMITED;
+    entitlements.features = Feature::ALL
+        .iter()
+        .map(|f| f.as_str().to_string())
+        .collect();
+    Evaluation {
+        state: super::state::LicenseState::Valid,
+        entitlements,
+        restricted: false,
+        anomaly_since: None,
+        high_water: crate::time_util::now_utc(),
+    }
+}

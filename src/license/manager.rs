@@ -291,11 +291,6 @@ impl LicenseManager {
                             actor.name
                         ],
                     )?;
-                    // A new licence starts with a clean clock record: an anomaly is judged anew.
-                    tx.execute(
-                        "UPDATE license_clock SET anomaly_since = NULL WHERE id = 1",
-                        [],
-                    )?;
                     audit::append(
                         tx,
                         actor,
@@ -388,6 +383,32 @@ impl LicenseManager {
                     tenant_id: "",
                     success: true,
                     detail: serde_json::json!({}),
+                },
+            )?;
+            Ok::<_, DbError>(())
+        })?;
+        self.refresh()
+    }
+
+    /// Forgets the clock high-water mark and any anomaly (blocking), for a clock that was set into the
+    /// future by mistake and corrected. Only from the command line (shell access to the server), audited.
+    pub fn reset_clock(&self, actor: &Actor) -> Result<Arc<Snapshot>, DbError> {
+        let at = now();
+        self.system.db.write(|tx| {
+            tx.execute(
+                "INSERT INTO license_clock (id, high_water, anomaly_since) VALUES (1, ?1, NULL)
+                 ON CONFLICT (id) DO UPDATE SET high_water = excluded.high_water, anomaly_since = NULL",
+                [format_rfc3339(at)],
+            )?;
+            audit::append(
+                tx,
+                actor,
+                &Event {
+                    action: "license.reset_clock",
+                    target: "",
+                    tenant_id: "",
+                    success: true,
+                    detail: serde_json::json!({ "high_water": format_rfc3339(at) }),
                 },
             )?;
             Ok::<_, DbError>(())

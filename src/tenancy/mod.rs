@@ -591,6 +591,7 @@ impl TenantRegistry {
 mod tests {
     use super::*;
     use crate::db::system::migrate_system;
+    use crate::license::enforce::unlimited_for_tests;
 
     fn setup(cap: usize) -> (tempfile::TempDir, TenantRegistry) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -633,12 +634,22 @@ mod tests {
         let (dir, registry) = setup(4);
         let id = TenantId::parse("acme").expect("id");
         let record = registry
-            .create(&id, "Acme", &crate::audit::Actor::cli())
+            .create(
+                &id,
+                "Acme",
+                &crate::audit::Actor::cli(),
+                &unlimited_for_tests(),
+            )
             .expect("create");
         assert_eq!(record.status, "active");
         assert!(tenant_db_path(dir.path(), &id).is_file());
         assert!(matches!(
-            registry.create(&id, "Again", &crate::audit::Actor::cli()),
+            registry.create(
+                &id,
+                "Again",
+                &crate::audit::Actor::cli(),
+                &unlimited_for_tests()
+            ),
             Err(TenantError::Exists(_))
         ));
 
@@ -646,7 +657,12 @@ mod tests {
         std::fs::create_dir_all(tenant_dir(dir.path(), &ghost)).expect("orphan");
         std::fs::write(tenant_dir(dir.path(), &ghost).join("junk"), b"x").expect("junk");
         registry
-            .create(&ghost, "Ghost", &crate::audit::Actor::cli())
+            .create(
+                &ghost,
+                "Ghost",
+                &crate::audit::Actor::cli(),
+                &unlimited_for_tests(),
+            )
             .expect("create over orphan");
         assert!(!tenant_dir(dir.path(), &ghost).join("junk").exists());
         let orphans = std::fs::read_dir(dir.path().join(TENANTS_DIR).join(ORPHANED_DIR))
@@ -667,7 +683,12 @@ mod tests {
             .collect();
         for id in &ids {
             registry
-                .create(id, id.as_str(), &crate::audit::Actor::cli())
+                .create(
+                    id,
+                    id.as_str(),
+                    &crate::audit::Actor::cli(),
+                    &unlimited_for_tests(),
+                )
                 .expect("create");
         }
         for round in 0..3 {
@@ -709,10 +730,10 @@ mod tests {
         let a = TenantId::parse("aa").expect("id");
         let b = TenantId::parse("bb").expect("id");
         registry
-            .create(&a, "A", &crate::audit::Actor::cli())
+            .create(&a, "A", &crate::audit::Actor::cli(), &unlimited_for_tests())
             .expect("a");
         registry
-            .create(&b, "B", &crate::audit::Actor::cli())
+            .create(&b, "B", &crate::audit::Actor::cli(), &unlimited_for_tests())
             .expect("b");
         let registry = Arc::new(registry);
         let (_, held) = registry.get(&a).expect("a open");
@@ -735,7 +756,12 @@ mod tests {
         let (dir, registry) = setup(4);
         let id = TenantId::parse("again").expect("id");
         registry
-            .create(&id, "First", &crate::audit::Actor::cli())
+            .create(
+                &id,
+                "First",
+                &crate::audit::Actor::cli(),
+                &unlimited_for_tests(),
+            )
             .expect("create");
         let (_, first) = registry.get(&id).expect("open");
         first
@@ -750,7 +776,9 @@ mod tests {
         let actor = crate::audit::Actor::cli();
         lifecycle::mark_for_deletion(registry.system(), &id, 0, &actor).expect("mark");
         lifecycle::purge_due(registry.system(), dir.path(), &actor).expect("purge");
-        registry.create(&id, "Second", &actor).expect("recreate");
+        registry
+            .create(&id, "Second", &actor, &unlimited_for_tests())
+            .expect("recreate");
         let (_, second) = registry.get(&id).expect("open");
         let rows: i64 = second
             .db()
@@ -765,10 +793,10 @@ mod tests {
         let a = TenantId::parse("aa").expect("id");
         let b = TenantId::parse("bb").expect("id");
         registry
-            .create(&a, "A", &crate::audit::Actor::cli())
+            .create(&a, "A", &crate::audit::Actor::cli(), &unlimited_for_tests())
             .expect("a");
         registry
-            .create(&b, "B", &crate::audit::Actor::cli())
+            .create(&b, "B", &crate::audit::Actor::cli(), &unlimited_for_tests())
             .expect("b");
         std::fs::copy(
             tenant_db_path(dir.path(), &a),

@@ -496,6 +496,26 @@ fn expiry_grace_restriction_and_clock_anomaly_as_the_clock_moves() {
         "license_restricted"
     );
 
+    // A clock set into the future by mistake: the administrator resets the mark from the shell.
+    let (status, stderr, cwd) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    let (code, out, err) = run(
+        cwd.path(),
+        &["--data-dir", "data", "license", "reset-clock"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let data_dir = cwd.path().join("data");
+    let server = Server::spawn(
+        cwd,
+        data_dir,
+        Options {
+            enterprise_license: false,
+            ..Options::default()
+        },
+    );
+    let s = state(&server);
+    assert_eq!(s["state"]["state"], "valid", "clock anomaly cleared: {s}");
+
     // Uploading a licence keeps working in every state; a renewal valid at the (shifted) clock installs.
     let server = restart_at(server, 60);
     let renewal = issue_license(&[
