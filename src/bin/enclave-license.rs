@@ -62,6 +62,14 @@ enum Command {
         #[arg(long, value_name = "FILE.pub")]
         public_key: Option<PathBuf>,
     },
+    /// Verify a customer's signed usage report (true-up) and print its JSON.
+    VerifyReport {
+        /// The usage report file (`-----BEGIN ENCLAVE USAGE REPORT-----`).
+        file: PathBuf,
+        /// The installation's activation request: the report must be signed by the same instance key.
+        #[arg(long, value_name = "FILE")]
+        request: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -193,6 +201,7 @@ fn main() -> ExitCode {
         Command::Issue(args) => issue(&args),
         Command::Inspect { file } => inspect_file(&file),
         Command::Verify { file, public_key } => verify(&file, public_key.as_deref()),
+        Command::VerifyReport { file, request } => verify_report(&file, request.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -503,6 +512,26 @@ fn inspect_file(path: &Path) -> Result<(), String> {
         ),
         Err(_) => println!("{}", String::from_utf8_lossy(&inspection.payload_bytes)),
     }
+    Ok(())
+}
+
+fn verify_report(path: &Path, request: Option<&Path>) -> Result<(), String> {
+    let expected = match request {
+        Some(request_path) => {
+            let text = read_capped(request_path, MAX_ACTIVATION_BYTES)?;
+            let request = parse_activation_request(&text)
+                .map_err(|e| format!("{}: {e}", request_path.display()))?;
+            Some(request.instance_public_key)
+        }
+        None => None,
+    };
+    let text = read_capped(path, enclave::license::activation::MAX_USAGE_REPORT_BYTES)?;
+    let report = enclave::license::verify_usage_report(&text, expected.as_deref())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if expected.is_none() {
+        eprintln!("note: without --request only the report's integrity is checked, not which installation signed it");
+    }
+    println!("{}", String::from_utf8_lossy(&report.json));
     Ok(())
 }
 

@@ -402,6 +402,51 @@ fn the_cli_activates_offline_and_shows_the_state() {
         text.starts_with("-----BEGIN ENCLAVE USAGE REPORT-----"),
         "{text}"
     );
+    // The vendor verifies it against the installation's activation request (same instance key).
+    let (code, _, err) = run(
+        dir,
+        &[
+            "license",
+            "request",
+            "--out",
+            dir.join("req2.txt").to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let checked = license_tool()
+        .arg("verify-report")
+        .arg(&report)
+        .arg("--request")
+        .arg(dir.join("req2.txt"))
+        .output()
+        .expect("verify-report");
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let json: Value = serde_json::from_slice(&checked.stdout).expect("report json");
+    assert_eq!(
+        json["current"]["users"], 0,
+        "no account before the first start: {json}"
+    );
+    assert!(
+        json["daily"].as_array().is_some_and(|d| !d.is_empty()),
+        "{json}"
+    );
+    let body_line = text.lines().nth(3).expect("a payload line").to_string();
+    let mut flipped = body_line.clone().into_bytes();
+    flipped[7] = if flipped[7] == b'A' { b'B' } else { b'A' };
+    let tampered = text.replacen(&body_line, std::str::from_utf8(&flipped).expect("ascii"), 1);
+    assert_ne!(tampered, text);
+    let tampered_path = dir.join("tampered.txt");
+    std::fs::write(&tampered_path, &tampered).expect("write");
+    let refused = license_tool()
+        .arg("verify-report")
+        .arg(&tampered_path)
+        .output()
+        .expect("verify-report");
+    assert!(!refused.status.success());
     let key_mode = std::fs::metadata(dir.join("data/instance-key.pk8"))
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
         .expect("instance key");
