@@ -686,20 +686,37 @@ pub fn load_or_create_instance_key(data_dir: &Path) -> Result<InstanceKey, Licen
     match std::fs::read(&path) {
         Ok(bytes) => InstanceKey::from_pkcs8(&bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Written whole to a private temporary file, then linked into place: the link fails if
+            // another request created the key meanwhile (then that key is used), and nobody ever reads
+            // a half-written key.
             let pkcs8 = InstanceKey::generate()?;
-            let mut file = std::fs::OpenOptions::new()
+            let tmp = data_dir.join(format!(
+                ".{INSTANCE_KEY_FILE}.{}",
+                hex::encode(crate::tenancy::random_bytes::<6>())
+            ));
+            let key_error = |what: &str, e: std::io::Error| {
+                LicenseError::BadKey(format!("cannot {what} {}: {e}", path.display()))
+            };
+            let written = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
-                .map_err(|e| {
-                    LicenseError::BadKey(format!("cannot create {}: {e}", path.display()))
-                })?;
-            file.write_all(&pkcs8)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| {
-                    LicenseError::BadKey(format!("cannot write {}: {e}", path.display()))
-                })?;
+                .open(&tmp)
+                .and_then(|mut file| file.write_all(&pkcs8).and_then(|()| file.sync_all()));
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(key_error("write", e));
+            }
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let bytes = std::fs::read(&path).map_err(|e| key_error("read", e))?;
+                    return InstanceKey::from_pkcs8(&bytes);
+                }
+                Err(e) => return Err(key_error("create", e)),
+            }
             InstanceKey::from_pkcs8(&pkcs8)
         }
         Err(e) => Err(LicenseError::BadKey(format!(
