@@ -3,6 +3,7 @@
 import { html, render, useEffect, useRef } from './vendor/htm-preact-3.1.1.js';
 import { Link, navigate, usePath } from './lib/router.js';
 import { loadSession, signOut, useSession, wasSignedOutOnPurpose } from './lib/session.js';
+import { clearLicenseStatus, refreshLicenseStatus, useLicenseStatus } from './lib/license.js';
 import { ChangePassword } from './pages/password.js';
 import { Tenant } from './pages/tenant.js';
 import { AcceptInvitation } from './pages/invite.js';
@@ -12,6 +13,7 @@ import { SystemAudit } from './pages/audit-log.js';
 import { Overview } from './pages/overview.js';
 import { Tenants } from './pages/tenants.js';
 import { ApiDocs } from './pages/api-docs.js';
+import { License } from './pages/license.js';
 import { Login } from './pages/login.js';
 import { NotFound } from './pages/not-found.js';
 
@@ -20,11 +22,24 @@ const ROUTES = [
   { path: '/tenants', title: 'Tenants', view: Tenants, nav: true },
   { path: '/users', title: 'Accounts', view: Users, nav: true, admin: true },
   { path: '/audit', title: 'Audit log', view: SystemAudit, nav: true, admin: true },
+  { path: '/license', title: 'Licence', view: License, nav: true, admin: true },
   { path: '/api-docs', title: 'API reference', view: ApiDocs, nav: true },
   { path: '/login', title: 'Sign in', view: Login, nav: false, public: true },
   { path: '/account/password', title: 'Password', view: ChangePassword, nav: false },
   { path: '/account', title: 'Your account', view: Profile, nav: false },
 ];
+
+// The licence's banner (expiring, grace, restricted, invalid, clock) above every page's content.
+function LicenseBanner({ owner, isAdmin }) {
+  const { status, owner: loadedFor } = useLicenseStatus();
+  if (!status || !status.banner || loadedFor !== owner) return null;
+  const error = status.banner.level === 'error';
+  return html`
+    <div class=${'banner license-banner ' + (error ? 'banner-error' : 'banner-warn')} role=${error ? 'alert' : 'status'} data-testid="license-banner">
+      <span>${status.banner.message}</span>
+      ${isAdmin && html` <${Link} href="/license">Licence</${Link}>`}
+    </div>`;
+}
 
 function App() {
   const path = usePath();
@@ -49,6 +64,15 @@ function App() {
     else if (info && info.user.must_change_password && path !== '/account/password') navigate('/account/password');
     else if (info && path === '/login') navigate('/');
   }, [loaded, info, path]);
+
+  // The licence status for the banner: after sign-in, then on navigation at most once a minute. Not
+  // while a temporary password must be changed (the server answers nothing else then).
+  const licenseOwner = info && !info.user.must_change_password ? info.user.id : null;
+  useEffect(() => {
+    if (!loaded) return;
+    if (licenseOwner !== null) refreshLicenseStatus(licenseOwner);
+    else clearLicenseStatus();
+  }, [loaded, licenseOwner, path]);
 
   // After a client-side navigation from the menu (or from a view that went away), move the focus to the
   // new content, as a page load would, so keyboard and screen reader users start there.
@@ -91,6 +115,7 @@ function App() {
         </ul>
       </nav>
       <main id="main" tabindex="-1">
+        ${licenseOwner !== null && html`<${LicenseBanner} owner=${licenseOwner} isAdmin=${user.is_system_admin} />`}
         <${View} id=${routeId} />
       </main>
     </div>`;

@@ -23,8 +23,8 @@ export function whenSignedOut(callback) {
   onSignedOut = callback;
 }
 
-async function call(method, path, body) {
-  const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+async function call(method, path, body, asText = false) {
+  const init = { method, headers: { Accept: asText ? 'text/plain, application/json' : 'application/json' }, credentials: 'same-origin' };
   if (method !== 'GET' && csrfToken) init.headers['X-CSRF-Token'] = csrfToken;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -37,6 +37,7 @@ async function call(method, path, body) {
     throw new ApiError(0, 'network_error', 'The server cannot be reached. Is Enclave running?', null);
   }
   const text = await response.text();
+  if (asText && response.ok) return text;
   let data = null;
   try {
     data = text ? JSON.parse(text) : null;
@@ -60,6 +61,8 @@ async function call(method, path, body) {
 
 export const api = {
   get: (path) => call('GET', path),
+  // A text answer (a file to save, such as the signed usage report); errors are the usual JSON.
+  getText: (path) => call('GET', path, undefined, true),
   post: (path, body) => call('POST', path, body),
   patch: (path, body) => call('PATCH', path, body),
   put: (path, body) => call('PUT', path, body),

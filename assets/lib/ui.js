@@ -30,3 +30,34 @@ export function formatTime(rfc3339) {
   const t = new Date(rfc3339);
   return isNaN(t) ? rfc3339 : t.toLocaleString();
 }
+
+/** Bytes in decimal units (1 GB = 10^9 bytes, as licences count storage). */
+export function formatBytes(bytes) {
+  const units = ['bytes', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  if (unit === 0) return `${bytes} ${bytes === 1 ? 'byte' : 'bytes'}`;
+  return `${value.toLocaleString(undefined, { maximumFractionDigits: value < 10 ? 2 : 1 })} ${units[unit]}`;
+}
+
+export function formatNumber(n) {
+  return Number(n).toLocaleString();
+}
+
+/** Saves text as a file through the browser's download, without a round trip to the server. */
+export function saveTextFile(filename, text) {
+  const url = URL.createObjectURL(new Blob([text], { type: 'text/plain;charset=utf-8' }));
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = filename;
+  link.hidden = true;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  // The download has its own copy by the time this runs.
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}

@@ -74,7 +74,8 @@ pub struct LicenseInfo {
     /// Features in force.
     pub features: Vec<String>,
     pub usage: CurrentUsage,
-    /// The largest daily counts since the licence period started (seat counting for true-up).
+    /// The largest daily counts since the licence period started, today's current counts included
+    /// (seat counting for true-up).
     pub period_max: PeriodMax,
     pub evaluated_at: String,
 }
@@ -93,6 +94,7 @@ pub fn info_of(
     manager: &crate::license::manager::LicenseManager,
     snapshot: &Snapshot,
 ) -> Result<LicenseInfo, crate::db::DbError> {
+    let usage = manager.usage()?;
     Ok(LicenseInfo {
         status: status_of(snapshot),
         installation_id: manager.installation_id().to_string(),
@@ -116,8 +118,8 @@ pub fn info_of(
             .iter()
             .cloned()
             .collect(),
-        usage: manager.usage()?,
-        period_max: manager.period_max()?,
+        period_max: manager.period_max()?.with_current(&usage),
+        usage,
         evaluated_at: format_rfc3339(snapshot.evaluated_at),
     })
 }

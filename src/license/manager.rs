@@ -602,6 +602,18 @@ impl PeriodMax {
                 storage_bytes: m.storage_bytes.max(s.storage_bytes),
             })
     }
+
+    /// These maxima, raised to the current counts: today is part of the period, but its snapshot may
+    /// be older than the latest accounts and tenants (snapshots are taken at start, daily and for the
+    /// usage report).
+    pub fn with_current(self, usage: &CurrentUsage) -> PeriodMax {
+        PeriodMax {
+            billable_users: self.billable_users.max(usage.users),
+            active_users_30d: self.active_users_30d.max(usage.active_users_30d),
+            tenants: self.tenants.max(usage.tenants),
+            storage_bytes: self.storage_bytes.max(usage.storage_bytes),
+        }
+    }
 }
 
 /// A licence banner for the UI: `warning` (expiring, clock anomaly) or `error` (grace, restricted,
@@ -723,5 +735,37 @@ pub fn load_or_create_instance_key(data_dir: &Path) -> Result<InstanceKey, Licen
             "cannot read {}: {e}",
             path.display()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod period_max_tests {
+    use super::{CurrentUsage, PeriodMax};
+
+    #[test]
+    fn the_period_maximum_is_never_below_the_current_counts() {
+        let snapshots = PeriodMax {
+            billable_users: 7,
+            active_users_30d: 2,
+            tenants: 1,
+            storage_bytes: 10,
+        };
+        let now = CurrentUsage {
+            users: 5,
+            active_users_30d: 4,
+            tenants: 3,
+            storage_bytes: 10,
+            largest_tenant_members: 2,
+        };
+        let m = snapshots.with_current(&now);
+        assert_eq!(
+            (
+                m.billable_users,
+                m.active_users_30d,
+                m.tenants,
+                m.storage_bytes
+            ),
+            (7, 4, 3, 10)
+        );
     }
 }

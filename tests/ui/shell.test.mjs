@@ -2,12 +2,13 @@
 // with a fresh data directory, driven through Debian's chromium by playwright-core.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -74,6 +75,28 @@ function totp(base32Secret, offsetSteps = 0) {
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, '0');
 }
 
+/** A licence signed with the test key (which test builds trust) by the vendor tool $ENCLAVE_LICENSE_BIN. */
+function issueLicense(...args) {
+  const bin = process.env.ENCLAVE_LICENSE_BIN;
+  assert.ok(bin, 'ENCLAVE_LICENSE_BIN must point to the enclave-license tool (built with --features test-license-key)');
+  const key = fileURLToPath(new URL('../fixtures/license/test-key.pk8', import.meta.url));
+  return execFileSync(bin, ['issue', '--key', key, '--key-id', 'enclave-test-1', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Installs a licence through the API as the page's signed-in user; returns the status and answer. */
+async function installLicenseByApi(page, text) {
+  return page.evaluate(async (license) => {
+    const session = await (await fetch('/api/v1/auth/session')).json();
+    const r = await fetch('/api/v1/license', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
+      body: JSON.stringify({ license }) });
+    return { status: r.status, body: await r.json() };
+  }, text);
+}
+
+async function installationIdOf(page) {
+  return page.evaluate(async () => (await (await fetch('/api/v1/system/info')).json()).installation_id);
+}
+
 async function shot(page, name) {
   const file = join(shots, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
@@ -129,6 +152,38 @@ test('first sign-in with the one-time password forces a password change', async 
   await page.getByRole('heading', { name: 'Tenants', level: 1 }).waitFor();
   assert.equal(new URL(page.url()).pathname, '/tenants');
   assert.equal(existsSync(notice), false, 'the notice file is gone once the password is changed');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('licence: a fresh server runs the community plan; an enterprise licence is installed for the tests that follow', async () => {
+  const { page, problems } = await openPage();
+  await page.goto(`${base}/`);
+  await page.getByTestId('version').waitFor();
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Licence' }).click();
+  await page.getByRole('heading', { name: 'Licence', level: 1 }).waitFor();
+  assert.equal(await page.title(), 'Licence · Enclave');
+  assert.equal(await page.getByTestId('license-state').textContent(), 'Community (free plan)');
+  assert.equal(await page.getByTestId('license-edition').textContent(), 'Community');
+  await page.getByText('No licence is installed: the free community plan is in force.').waitFor();
+  // The community plan: 5 users (the administrator is one), 1 tenant, no features.
+  assert.match(await page.getByTestId('limit-users').textContent(), /1 of 5/);
+  assert.equal(await page.getByTestId('limit-users').getAttribute('data-level'), 'ok');
+  assert.match(await page.getByTestId('limit-tenants').textContent(), /0 of 1/);
+  assert.match(await page.getByTestId('quota-api_requests').textContent(), /1\D?000$/);
+  assert.equal(await page.getByTestId('feature-ldap').getAttribute('data-included'), 'no');
+  assert.equal(await page.getByTestId('license-banner').count(), 0, 'no banner for the community plan');
+  const id = await installationIdOf(page);
+  assert.equal(await page.getByTestId('installation-id').textContent(), id);
+  await shot(page, 'license-community');
+
+  // The other tests create more accounts and tenants than the community plan allows.
+  const enterprise = issueLicense('--installation-id', id, '--customer', 'UI Test Corp', '--edition', 'enterprise', '--days', '400');
+  const installed = await installLicenseByApi(page, enterprise);
+  assert.equal(installed.status, 200, JSON.stringify(installed.body));
+  assert.equal(installed.body.edition, 'Enterprise');
+  assert.deepEqual(installed.body.state, { state: 'valid' });
+  assert.equal(installed.body.banner, null);
   assert.deepEqual(problems, []);
   await page.close();
 });
@@ -246,6 +301,7 @@ test('every page loads directly by its URL (deep link) under the CSP, without er
   const pages = [
     ['/', 'Overview'], ['/tenants', 'Tenants'], ['/users', 'Accounts'], ['/audit', 'Audit log'],
     ['/api-docs', 'API reference'], ['/account/password', 'Change password'], ['/tenants/sales-team', 'Sales Team'],
+    ['/license', 'Licence'],
   ];
   for (const [path, heading] of pages) {
     const { page, problems } = await openPage();
@@ -460,6 +516,229 @@ test('the profile lists sessions and ends the one in another browser', async () 
   await phoneCtx.close();
 });
 
+// The activation request saved by the browser; the vendor tool issues the Pro licence from it.
+let activationRequestFile;
+const licenseFiles = mkdtempSync(join(tmpdir(), 'enclave-ui-licenses-'));
+after(() => rmSync(licenseFiles, { recursive: true, force: true }));
+
+test('licence: the activation request as QR code, text and file; the usage report downloads', async () => {
+  const { page, problems } = await openPage();
+  await page.goto(`${base}/license`);
+  await page.getByRole('heading', { name: 'Licence', level: 1 }).waitFor();
+  assert.equal(await page.getByTestId('license-edition').textContent(), 'Enterprise');
+  assert.equal(await page.getByTestId('license-state').textContent(), 'Valid');
+  assert.match(await page.getByTestId('limit-users').textContent(), /unlimited/);
+  assert.equal(await page.getByTestId('feature-sso').getAttribute('data-included'), 'yes');
+  const id = await installationIdOf(page);
+
+  await page.getByRole('button', { name: 'Copy the installation id' }).click();
+  await page.getByRole('status').filter({ hasText: /Copied|Selected/ }).waitFor();
+
+  await page.getByRole('button', { name: 'Create activation request' }).click();
+  const qr = page.getByTestId('activation-qr');
+  await qr.waitFor();
+  assert.match(await qr.getAttribute('src'), /^data:image\/svg\+xml;base64,/);
+  // The browser decoded the server's SVG under the CSP: the image has a size.
+  await page.waitForFunction(() => {
+    const img = document.querySelector('[data-testid=activation-qr]');
+    return img && img.complete && img.naturalWidth > 0;
+  });
+  const text = await page.getByLabel('Activation request').inputValue();
+  assert.ok(text.startsWith('-----BEGIN ENCLAVE ACTIVATION REQUEST-----'), text.slice(0, 60));
+  assert.equal(await page.getByLabel('Activation request').isEditable(), false, 'the request is read-only');
+
+  const [requestDownload] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download request' }).click(),
+  ]);
+  assert.equal(requestDownload.suggestedFilename(), 'enclave-activation-request.txt');
+  activationRequestFile = join(licenseFiles, 'activation-request.txt');
+  await requestDownload.saveAs(activationRequestFile);
+  const saved = readFileSync(activationRequestFile, 'utf8');
+  assert.ok(saved.startsWith('-----BEGIN ENCLAVE ACTIVATION REQUEST-----'));
+  assert.equal(saved, text);
+
+  const [reportDownload] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download usage report' }).click(),
+  ]);
+  assert.equal(reportDownload.suggestedFilename(), 'enclave-usage-report.txt');
+  const report = readFileSync(await reportDownload.path(), 'utf8');
+  assert.ok(report.startsWith('-----BEGIN ENCLAVE USAGE REPORT-----'), report.slice(0, 60));
+  assert.match(await page.getByTestId('installation-id').textContent(), new RegExp(`^${id}$`));
+  await shot(page, 'license-activation');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('licence: a Pro licence from a file expires in 10 days: state, banner and limits', async () => {
+  assert.ok(activationRequestFile, 'the activation request from the previous test');
+  const { page, problems } = await openPage();
+  await page.goto(`${base}/license`);
+  await page.getByTestId('license-state').waitFor();
+  // Issued from the browser's activation request, as the vendor would: bound to this installation.
+  const pro = issueLicense('--request', activationRequestFile, '--customer', 'Pro Customer Ltd', '--edition', 'pro',
+    '--days', '10', '--users', '50', '--tenants', '20');
+  await page.getByLabel('Licence file').setInputFiles({ name: 'pro.lic', mimeType: 'text/plain', buffer: Buffer.from(pro) });
+  await page.getByText('Read pro.lic').waitFor();
+  await page.getByRole('button', { name: 'Install licence' }).click();
+  await page.getByTestId('license-installed').filter({ hasText: 'Installed the Pro licence for Pro Customer Ltd' }).waitFor();
+
+  assert.equal(await page.getByTestId('license-state').textContent(), 'Expiring in 10 days');
+  assert.equal(await page.getByTestId('license-edition').textContent(), 'Pro');
+  assert.equal(await page.getByTestId('license-customer').textContent(), 'Pro Customer Ltd');
+  assert.match(await page.getByTestId('license-facts').textContent(), /\(this one\)/);
+  assert.match(await page.getByTestId('license-facts').textContent(), /enclave-test-1/);
+  // The licence's limits, against what the earlier tests created.
+  const users = page.getByTestId('limit-users');
+  assert.match(await users.textContent(), /^Users \(active accounts\)\d+ of 50/);
+  assert.equal(await users.locator('progress').getAttribute('max'), '50');
+  assert.match(await page.getByTestId('limit-tenants').textContent(), /1 of 20/);
+  assert.match(await page.getByTestId('limit-storage').textContent(), /of 50 GB/);
+  assert.match(await page.getByTestId('limit-users-per-tenant').textContent(), /unlimited/);
+  // Seat counting: the period maximum includes today's accounts (five by now), not only older snapshots.
+  assert.match(await page.getByTestId('period-max').textContent(), /^Billable users5Active users \(30 days\)\d+Tenants1Storage/);
+  assert.equal(await page.getByTestId('feature-multi_tenant').getAttribute('data-included'), 'yes');
+  assert.equal(await page.getByTestId('feature-ldap').getAttribute('data-included'), 'no');
+  assert.equal(await page.getByLabel('Licence text').inputValue(), '', 'the form is emptied');
+
+  // The banner: a warning (status, not alert) with the days and, for an administrator, a link here.
+  const banner = page.getByTestId('license-banner');
+  await banner.waitFor();
+  assert.equal(await banner.getAttribute('role'), 'status');
+  assert.match(await banner.textContent(), /expires in 10 day/);
+  await banner.getByRole('link', { name: 'Licence' }).waitFor();
+  await shot(page, 'license-pro-expiring');
+  // On a phone the page stacks its cards and does not scroll sideways.
+  await page.setViewportSize({ width: 390, height: 844 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scrolling on a phone');
+  await shot(page, 'license-phone');
+  await page.setViewportSize({ width: 1280, height: 720 });
+
+  // It is above every page, also after a reload.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Tenants' }).click();
+  await page.getByRole('heading', { name: 'Tenants', level: 1 }).waitFor();
+  await page.getByTestId('license-banner').filter({ hasText: 'expires in 10 day' }).waitFor();
+  await page.goto(`${base}/`);
+  await page.getByTestId('license-banner').filter({ hasText: 'expires in 10 day' }).waitFor();
+  await page.getByTestId('version').waitFor();
+  await shot(page, 'overview-license-banner');
+  await page.getByTestId('license-banner').getByRole('link', { name: 'Licence' }).click();
+  await page.getByTestId('license-state').filter({ hasText: 'Expiring in 10 days' }).waitFor();
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('licence: a tampered file and one for another installation are refused; the Pro licence stays', async () => {
+  // 400: the refused uploads.
+  const { page, problems } = await openPage([400]);
+  await page.goto(`${base}/license`);
+  await page.getByTestId('license-state').waitFor();
+  const id = await installationIdOf(page);
+
+  // One base64 character of the payload changed: the signature no longer matches.
+  const good = issueLicense('--installation-id', id, '--customer', 'Tampered Inc', '--edition', 'enterprise', '--days', '100');
+  const lines = good.split('\n');
+  const payloadLine = lines.findIndex((l) => /^Key-Id:/i.test(l)) + 2;
+  const chars = [...lines[payloadLine]];
+  chars[20] = chars[20] === 'A' ? 'B' : 'A';
+  lines[payloadLine] = chars.join('');
+  const tampered = lines.join('\n');
+  assert.notEqual(tampered, good);
+  await page.getByLabel('Licence file').setInputFiles({ name: 'tampered.lic', mimeType: 'text/plain', buffer: Buffer.from(tampered) });
+  await page.getByText('Read tampered.lic').waitFor();
+  await page.getByRole('button', { name: 'Install licence' }).click();
+  const signature = page.getByRole('alert').filter({ hasText: 'signature does not match' });
+  await signature.waitFor();
+  assert.match(await signature.textContent(), /license_invalid/);
+  // The previous licence is still shown, and still installed.
+  assert.equal(await page.getByTestId('license-edition').textContent(), 'Pro');
+  assert.equal(await page.getByTestId('license-state').textContent(), 'Expiring in 10 days');
+  assert.equal(await page.getByTestId('license-customer').textContent(), 'Pro Customer Ltd');
+  assert.equal(await page.getByLabel('Licence text').inputValue(), tampered, 'the refused text stays to be fixed');
+  await shot(page, 'license-tampered');
+
+  // Issued for another installation, dropped on the form this time.
+  const other = issueLicense('--installation-id', '00000000-0000-4000-8000-000000000000', '--customer', 'Elsewhere GmbH', '--edition', 'pro', '--days', '100');
+  await page.getByTestId('license-dropzone').evaluate((zone, text) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([text], 'other.lic', { type: 'text/plain' }));
+    for (const type of ['dragenter', 'dragover', 'drop']) {
+      zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }
+  }, other);
+  await page.getByText('Read other.lic').waitFor();
+  assert.equal(await page.getByLabel('Licence text').inputValue(), other);
+  assert.equal(await page.getByRole('alert').count(), 0, 'another file clears the old error');
+  await page.getByRole('button', { name: 'Install licence' }).click();
+  const installation = page.getByRole('alert').filter({ hasText: 'issued for installation 00000000-0000-4000-8000-000000000000' });
+  await installation.waitFor();
+  assert.match(await installation.textContent(), new RegExp(`this is installation ${id}`));
+  assert.equal(await page.getByTestId('license-customer').textContent(), 'Pro Customer Ltd');
+  const kept = await page.evaluate(async () => (await (await fetch('/api/v1/license')).json()).license.customer);
+  assert.equal(kept, 'Pro Customer Ltd');
+  await shot(page, 'license-other-installation');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('licence: a non-administrator sees the banner but no licence page', async () => {
+  const ctx = await browser.newContext();
+  // 401: the session check before signing in; 403: the licence details are for administrators.
+  const { page, problems } = await openPage([401, 403], ctx);
+  await page.goto(`${base}/login`);
+  await page.getByLabel('Username').fill('nina');
+  await page.getByLabel('Password').fill('nina chose this passphrase');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('version').waitFor();
+  const banner = page.getByTestId('license-banner');
+  await banner.filter({ hasText: 'expires in 10 day' }).waitFor();
+  assert.equal(await banner.getByRole('link').count(), 0, 'no link to a page she cannot open');
+  assert.equal(await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Licence' }).count(), 0);
+  await page.goto(`${base}/license`);
+  await page.getByRole('heading', { name: 'Licence', level: 1 }).waitFor();
+  await page.getByRole('alert').filter({ hasText: 'only system administrators may do this' }).waitFor();
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
+test('licence: removal asks first, then the community plan applies; an enterprise licence is pasted back', async () => {
+  const { page, problems } = await openPage();
+  await page.goto(`${base}/license`);
+  await page.getByTestId('license-customer').filter({ hasText: 'Pro Customer Ltd' }).waitFor();
+
+  await page.getByRole('button', { name: 'Remove licence' }).click();
+  const confirm = page.getByRole('group', { name: /Remove the Pro licence of Pro Customer Ltd/ });
+  await confirm.waitFor();
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  assert.equal(await confirm.count(), 0);
+  assert.equal(await page.getByTestId('license-edition').textContent(), 'Pro');
+
+  await page.getByRole('button', { name: 'Remove licence' }).click();
+  await shot(page, 'license-remove-confirm');
+  await confirm.getByRole('button', { name: 'Yes, remove the licence' }).click();
+  await page.getByTestId('license-state').filter({ hasText: 'Community (free plan)' }).waitFor();
+  assert.equal(await page.getByTestId('license-banner').count(), 0, 'the banner goes with the licence');
+  // Five accounts exist by now (admin, nina, omar, tara, uma): the community plan's users are used up.
+  const users = page.getByTestId('limit-users');
+  assert.match(await users.textContent(), /5 of 5/);
+  assert.equal(await users.getAttribute('data-level'), 'full');
+  assert.equal(await page.getByRole('button', { name: 'Remove licence' }).count(), 0);
+  await shot(page, 'license-removed');
+
+  // Back to enterprise for the remaining tests, pasted this time.
+  const id = await installationIdOf(page);
+  const enterprise = issueLicense('--installation-id', id, '--customer', 'UI Test Corp', '--edition', 'enterprise', '--days', '400');
+  await page.getByLabel('Licence text').fill(enterprise);
+  await page.getByRole('button', { name: 'Install licence' }).click();
+  await page.getByTestId('license-installed').filter({ hasText: 'Installed the Enterprise licence for UI Test Corp' }).waitFor();
+  assert.equal(await page.getByTestId('license-state').textContent(), 'Valid');
+  assert.match(await users.textContent(), /unlimited/);
+  assert.equal(await page.getByTestId('license-banner').count(), 0);
+  await shot(page, 'license-enterprise');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
 
 test('sign out ends the session', async () => {
   const { page, problems } = await openPage([401]);
