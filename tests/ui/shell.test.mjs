@@ -103,6 +103,34 @@ async function shot(page, name) {
   return file;
 }
 
+/** Creates a local account through the API as the signed-in administrator (shared context). */
+async function createAccount(username, password) {
+  const admin = await openPage();
+  await admin.page.goto(`${base}/`);
+  await admin.page.getByTestId('version').waitFor();
+  const status = await admin.page.evaluate(async ([username, password]) => {
+    const session = await (await fetch('/api/v1/auth/session')).json();
+    const r = await fetch('/api/v1/users', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
+      body: JSON.stringify({ username, password, must_change_password: false }) });
+    return r.status;
+  }, [username, password]);
+  assert.equal(status, 201);
+  await admin.page.close();
+}
+
+/** Signs in through the form; `code` gives the TOTP code when the account asks for one. */
+async function signInAs(page, username, password, code = null) {
+  await page.goto(`${base}/login`);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  if (code) {
+    await page.getByLabel('Authentication code').fill(code());
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  }
+  await page.getByTestId('version').waitFor();
+}
+
 before(async () => {
   base = await startServer();
   browser = await chromium.launch({
@@ -433,29 +461,8 @@ test('two-factor setup from the profile, then sign-in asks for the code', async 
   const ctx = await browser.newContext();
   const { page, problems } = await openPage([401], ctx);
   // An account made through the API, signed in through the form.
-  const admin = await openPage();
-  await admin.page.goto(`${base}/`);
-  await admin.page.getByTestId('version').waitFor();
-  const made = await admin.page.evaluate(async () => {
-    const session = await (await fetch('/api/v1/auth/session')).json();
-    const r = await fetch('/api/v1/users', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
-      body: JSON.stringify({ username: 'tara', password: 'tara has a long passphrase', must_change_password: false }) });
-    return r.status;
-  });
-  assert.equal(made, 201);
-  await admin.page.close();
-
-  const signIn = async (code) => {
-    await page.goto(`${base}/login`);
-    await page.getByLabel('Username').fill('tara');
-    await page.getByLabel('Password').fill('tara has a long passphrase');
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    if (code) {
-      await page.getByLabel('Authentication code').fill(code());
-      await page.getByRole('button', { name: 'Sign in' }).click();
-    }
-    await page.getByTestId('version').waitFor();
-  };
+  await createAccount('tara', 'tara has a long passphrase');
+  const signIn = (code) => signInAs(page, 'tara', 'tara has a long passphrase', code);
   await signIn(null);
   await page.getByRole('link', { name: 'tara' }).click();
   await page.getByRole('button', { name: 'Set up two-factor authentication' }).click();
@@ -473,25 +480,8 @@ test('two-factor setup from the profile, then sign-in asks for the code', async 
 });
 
 test('the profile lists sessions and ends the one in another browser', async () => {
-  const admin = await openPage();
-  await admin.page.goto(`${base}/`);
-  await admin.page.getByTestId('version').waitFor();
-  const made = await admin.page.evaluate(async () => {
-    const session = await (await fetch('/api/v1/auth/session')).json();
-    const r = await fetch('/api/v1/users', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
-      body: JSON.stringify({ username: 'uma', password: 'uma has a long passphrase', must_change_password: false }) });
-    return r.status;
-  });
-  assert.equal(made, 201);
-  await admin.page.close();
-
-  const signIn = async (page) => {
-    await page.goto(`${base}/login`);
-    await page.getByLabel('Username').fill('uma');
-    await page.getByLabel('Password').fill('uma has a long passphrase');
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByTestId('version').waitFor();
-  };
+  await createAccount('uma', 'uma has a long passphrase');
+  const signIn = (page) => signInAs(page, 'uma', 'uma has a long passphrase');
   const laptopCtx = await browser.newContext();
   const phoneCtx = await browser.newContext();
   const laptop = await openPage([401], laptopCtx);
