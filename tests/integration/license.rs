@@ -17,6 +17,14 @@ fn new_user(server: &Server, name: &str) -> Reply {
     )
 }
 
+/// `text` with one base64 character changed: character `at` of line `line` (0-based).
+fn flip_base64_char(text: &str, line: usize, at: usize) -> String {
+    let original = text.lines().nth(line).expect("line exists");
+    let mut bytes = original.as_bytes().to_vec();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    text.replacen(original, std::str::from_utf8(&bytes).expect("ascii"), 1)
+}
+
 fn tenant(server: &Server, id: &str) -> Reply {
     server.post_json(
         "/api/v1/tenants",
@@ -180,31 +188,9 @@ fn bad_licence_files_are_refused_with_a_precise_message_and_the_previous_one_sta
     let crlf: String = good.lines().map(|l| format!("  {l}  \r\n")).collect();
     assert_eq!(server.install_license(&crlf).status, 200);
 
-    let body_line = good.lines().nth(2).expect("payload line").to_string();
-    let mut flipped_payload = body_line.clone().into_bytes();
-    flipped_payload[10] = if flipped_payload[10] == b'A' {
-        b'B'
-    } else {
-        b'A'
-    };
-    let payload_edited = good.replacen(
-        &body_line,
-        std::str::from_utf8(&flipped_payload).expect("ascii"),
-        1,
-    );
-    let sig_line = good
-        .lines()
-        .rev()
-        .nth(1)
-        .expect("signature line")
-        .to_string();
-    let mut flipped_sig = sig_line.clone().into_bytes();
-    flipped_sig[5] = if flipped_sig[5] == b'A' { b'B' } else { b'A' };
-    let signature_flipped = good.replacen(
-        &sig_line,
-        std::str::from_utf8(&flipped_sig).expect("ascii"),
-        1,
-    );
+    let payload_edited = flip_base64_char(&good, 2, 10);
+    let signature_lines = good.lines().count();
+    let signature_flipped = flip_base64_char(&good, signature_lines - 2, 5);
     let truncated = good[..good.len() / 2].to_string();
     let other_installation = issue_license(&[
         "--installation-id",
@@ -434,10 +420,7 @@ fn the_cli_activates_offline_and_shows_the_state() {
         json["daily"].as_array().is_some_and(|d| !d.is_empty()),
         "{json}"
     );
-    let body_line = text.lines().nth(3).expect("a payload line").to_string();
-    let mut flipped = body_line.clone().into_bytes();
-    flipped[7] = if flipped[7] == b'A' { b'B' } else { b'A' };
-    let tampered = text.replacen(&body_line, std::str::from_utf8(&flipped).expect("ascii"), 1);
+    let tampered = flip_base64_char(&text, 3, 7);
     assert_ne!(tampered, text);
     let tampered_path = dir.join("tampered.txt");
     std::fs::write(&tampered_path, &tampered).expect("write");
