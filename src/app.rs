@@ -354,6 +354,11 @@ pub async fn serve(
     purger.abort();
     retention.abort();
     licensing.abort();
+    // Every metered request already waited for its commit; this only stops the writer thread.
+    let meter = state.usage.meter.clone();
+    tokio::task::spawn_blocking(move || meter.shutdown())
+        .await
+        .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
     state.set_ready(false);
     let closing = state.clone();
     tokio::task::spawn_blocking(move || {

@@ -123,6 +123,11 @@ error_codes! {
     LicenseRestricted = (FORBIDDEN, "license_restricted"),
     /// The uploaded licence was refused (bad signature, other installation, expired, ...); the previous one stays.
     LicenseInvalid = (BAD_REQUEST, "license_invalid"),
+    /// Too many requests a minute for this API key or tenant; see `Retry-After` and `RateLimit-*`.
+    RateLimited = (TOO_MANY_REQUESTS, "rate_limited"),
+    /// The tenant's monthly quota of a metric is used up (`details`: metric, limit, used); `Retry-After`
+    /// says when the month resets.
+    QuotaExceeded = (TOO_MANY_REQUESTS, "quota_exceeded"),
     /// The server is starting or shutting down.
     NotReady = (SERVICE_UNAVAILABLE, "not_ready"),
     /// The database is busy or unavailable; retry shortly.

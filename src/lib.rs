@@ -35,6 +35,7 @@ pub mod telemetry;
 pub mod tenancy;
 pub mod time_util;
 pub mod ui;
+pub mod usage;
 
 /// The version of this build, as reported by `enclave version`, `/api/v1/system/info` and the migrations table.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

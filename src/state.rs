@@ -20,6 +20,8 @@ pub struct AppState {
     pub system: Arc<SystemDb>,
     pub tenants: Arc<TenantRegistry>,
     pub instance: Arc<Instance>,
+    /// Usage accounting: the meter, rate limits and quota settings.
+    pub usage: Arc<crate::usage::Usage>,
     /// The installed licence and its state; enforcement reads [`LicenseManager::plan`].
     pub license: Arc<crate::license::manager::LicenseManager>,
     pub started: Instant,
@@ -39,7 +41,11 @@ impl AppState {
         instance: Instance,
         license: Arc<crate::license::manager::LicenseManager>,
     ) -> AppState {
+        let usage = Arc::new(crate::usage::Usage::new(crate::usage::meter::Meter::start(
+            tenants.clone(),
+        )));
         AppState {
+            usage,
             config,
             system,
             tenants,

@@ -9,6 +9,27 @@ pub fn now_utc() -> OffsetDateTime {
     now.replace_nanosecond(0).unwrap_or(now)
 }
 
+/// The clock for dates that matter to the business: licence states and usage days and months. It is
+/// the system clock, shifted by `ENCLAVE_TEST_CLOCK_OFFSET_SECS` in builds with the `test-license-key`
+/// feature so integration tests can reach expiry or a month's end. Release builds cannot have that
+/// feature, so they always use the system clock.
+pub fn business_now() -> OffsetDateTime {
+    let now = now_utc();
+    #[cfg(feature = "test-license-key")]
+    {
+        if let Some(offset) = std::env::var(TEST_CLOCK_OFFSET_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            return now + time::Duration::seconds(offset);
+        }
+    }
+    now
+}
+
+/// The test-only clock shift (see [`business_now`]).
+pub const TEST_CLOCK_OFFSET_ENV: &str = "ENCLAVE_TEST_CLOCK_OFFSET_SECS";
+
 /// Formats a time as RFC 3339 (`2026-11-22T14:00:00Z`).
 pub fn format_rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339)

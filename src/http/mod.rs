@@ -14,6 +14,7 @@ pub mod license;
 pub mod openapi;
 pub mod system;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
 use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     admin_tenants::configure(cfg);
     audit::configure(cfg);
     license::configure(cfg);
+    usage::configure(cfg);
     // Everything of one tenant: the caller and its role there are resolved before any other extractor
     // (a body that fails to parse must not answer before "no such tenant" does).
     cfg.service(
@@ -44,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(api_keys::configure_tenant_scope)
             .configure(audit::configure_tenant_scope)
             .configure(invitations::configure_tenant_scope)
+            .configure(usage::configure_tenant_scope)
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<actix_web::HttpResponse, _>(route_not_found(&req))
             })),

@@ -42,6 +42,10 @@ pub struct ErrorDetail {
         super::license::remove,
         super::license::activation_request,
         super::license::usage_report,
+        super::usage::series,
+        super::usage::quotas,
+        super::usage::set_quotas,
+        super::usage::overview,
         super::tenants::list,
         super::tenants::create,
         super::tenants::show,
@@ -81,6 +85,7 @@ pub struct ErrorDetail {
     tags(
         (name = "probes", description = "Liveness, readiness and metrics for monitoring."),
         (name = "system", description = "The installation as a whole."),
+        (name = "usage", description = "Metered usage, monthly quotas and rate limits."),
         (name = "license", description = "The licence: state, limits and usage, offline activation, usage reports."),
         (name = "tenants", description = "Tenants: the unit of isolation, each with its own database."),
         (name = "auth", description = "Sign-in, sessions and passwords. Browser calls that change something send the session's CSRF token in `X-CSRF-Token`."),

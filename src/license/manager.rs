@@ -37,25 +37,12 @@ pub const INSTANCE_KEY_FILE: &str = "instance-key.pk8";
 /// A licence issued more than this far in the future means the vendor's or our clock is wrong.
 const ISSUED_AHEAD_TOLERANCE: time::Duration = time::Duration::hours(1);
 
-/// The licence clock: the system clock, shifted by `ENCLAVE_TEST_CLOCK_OFFSET_SECS` in builds with the
-/// `test-license-key` feature (integration tests use it to reach expiry, grace and clock anomalies).
-/// Release builds cannot have that feature, so they always use the system clock.
+/// The licence clock: [`crate::time_util::business_now`] (the system clock; shiftable in test builds).
 pub fn now() -> OffsetDateTime {
-    let now = crate::time_util::now_utc();
-    #[cfg(feature = "test-license-key")]
-    {
-        if let Some(offset) = std::env::var(TEST_CLOCK_OFFSET_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-        {
-            return now + time::Duration::seconds(offset);
-        }
-    }
-    now
+    crate::time_util::business_now()
 }
 
-/// The test-only clock shift (see [`now`]).
-pub const TEST_CLOCK_OFFSET_ENV: &str = "ENCLAVE_TEST_CLOCK_OFFSET_SECS";
+pub use crate::time_util::TEST_CLOCK_OFFSET_ENV;
 
 /// The installed licence and its state at the last refresh.
 #[derive(Debug, Clone)]

@@ -95,14 +95,34 @@ impl FromRequest for TenantCtx {
 /// Middleware of the tenant scope: resolves the [`TenantCtx`] or answers the error (401, 404, ...).
 pub async fn resolve_tenant(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<actix_web::body::BoxBody>>, actix_web::Error> {
     let (http, payload) = req.into_parts();
     match TenantCtx::resolve(&http).await {
         Ok(ctx) => {
-            http.extensions_mut().insert(ctx);
+            let state = http.app_data::<web::Data<AppState>>().cloned();
+            let admission = match &state {
+                Some(state) => match crate::usage::gate::admit(state, &ctx).await {
+                    Ok(admission) => admission,
+                    Err(refusal) => {
+                        return Ok(ServiceResponse::new(http, refusal).map_into_right_body());
+                    }
+                },
+                None => None,
+            };
+            http.extensions_mut().insert(ctx.clone());
             let req = ServiceRequest::from_parts(http, payload);
-            Ok(next.call(req).await?.map_into_left_body())
+            let response = next.call(req).await?;
+            match (admission, state) {
+                (Some(admission), Some(state)) => {
+                    let (http, response) = response.into_parts();
+                    let response = response.map_into_boxed_body();
+                    let settled =
+                        crate::usage::gate::settle(&state, &ctx, admission, response).await;
+                    Ok(ServiceResponse::new(http, settled).map_into_right_body())
+                }
+                _ => Ok(response.map_into_boxed_body().map_into_left_body()),
+            }
         }
         Err(e) => {
             let response = actix_web::ResponseError::error_response(&e);

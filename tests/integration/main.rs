@@ -14,3 +14,4 @@ mod models;
 mod probes;
 mod tenants;
 mod ui;
+mod usage;

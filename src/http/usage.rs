@@ -1,0 +1,417 @@
+//! Usage over HTTP: a tenant's time series (day or month, by metric and optionally by key/user, JSON
+//! or CSV), its quotas with this month's usage, quota settings, and the system-wide monthly overview.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::db::run_blocking;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::identity::principal::{ClientInfo, SystemAdmin};
+use crate::identity::Action;
+use crate::state::AppState;
+use crate::tenancy::extract::TenantCtx;
+use crate::usage::{effective_quota, Metric};
+
+pub fn configure_tenant_scope(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/usage").route(web::get().to(series)))
+        .service(
+            super::resource("/quotas")
+                .route(web::get().to(quotas))
+                .route(web::put().to(set_quotas)),
+        );
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/api/v1/usage").route(web::get().to(overview)));
+}
+
+/// Which usage to return.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    /// `day` (default) or `month`.
+    pub granularity: Option<String>,
+    /// First day, `YYYY-MM-DD` (default: 30 days ago; for months, the start of that month).
+    pub from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (default: today).
+    pub to: Option<String>,
+    /// Only this metric (e.g. `api_requests`).
+    pub metric: Option<String>,
+    /// `true`: one row per key/user as well.
+    pub by_principal: Option<bool>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// One point of a series.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UsagePoint {
+    /// `YYYY-MM-DD` or `YYYY-MM`.
+    pub period: String,
+    pub metric: String,
+    /// `key:<id>` or `user:<name>`; absent unless `by_principal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    pub quantity: u64,
+}
+
+/// A usage series.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UsageSeries {
+    pub granularity: String,
+    pub from: String,
+    pub to: String,
+    pub points: Vec<UsagePoint>,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(Code::InvalidParameter, message)
+}
+
+fn parse_day(name: &str, text: &str) -> ApiResult<time::Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, &format)
+        .map_err(|_| bad(format!("{name} must be a date such as 2026-11-01")))
+}
+
+/// A tenant's usage as a time series (tenant admins; API keys with `admin`).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/usage", tag = "usage",
+    params(("tenant" = String, Path, description = "tenant id"), SeriesQuery),
+    responses((status = 200, body = UsageSeries), (status = 400, body = crate::http::openapi::ErrorResponse)))]
+pub async fn series(tenant: TenantCtx, query: web::Query<SeriesQuery>) -> ApiResult<HttpResponse> {
+    tenant.require(Action::Manage)?;
+    let query = query.into_inner();
+    let monthly = match query.granularity.as_deref().unwrap_or("day") {
+        "day" => false,
+        "month" => true,
+        other => return Err(bad(format!("granularity {other:?} is not day or month"))),
+    };
+    let today = crate::time_util::business_now().date();
+    let to = match &query.to {
+        Some(t) => parse_day("to", t)?,
+        None => today,
+    };
+    let mut from = match &query.from {
+        Some(f) => parse_day("from", f)?,
+        None => to - time::Duration::days(30),
+    };
+    if monthly {
+        from = from.replace_day(1).unwrap_or(from);
+    }
+    if from > to {
+        return Err(bad("from is after to"));
+    }
+    if (to - from).whole_days() > 3 * 366 {
+        return Err(bad("at most three years at a time"));
+    }
+    let metric = match &query.metric {
+        Some(m) => Some(
+            Metric::parse(m)
+                .ok_or_else(|| bad(format!("unknown metric {m:?}")))?
+                .as_str(),
+        ),
+        None => None,
+    };
+    let by_principal = query.by_principal.unwrap_or(false);
+    let (from_text, to_text) = (from.to_string(), to.to_string());
+    let (from_q, to_q) = (from_text.clone(), to_text.clone());
+    let points = tenant
+        .run(move |db| {
+            db.read(|c| {
+                let period = if monthly { "substr(day, 1, 7)" } else { "day" };
+                let principal = if by_principal { "principal" } else { "NULL" };
+                let sql = format!(
+                    "SELECT {period} AS p, metric, {principal} AS who, sum(quantity) FROM usage_daily
+                     WHERE day >= ?1 AND day <= ?2 AND (?3 IS NULL OR metric = ?3)
+                     GROUP BY p, metric, who ORDER BY p, metric, who"
+                );
+                let mut stmt = c.prepare(&sql)?;
+                let rows = stmt.query_map(rusqlite::params![from_q, to_q, metric], |r| {
+                    Ok(UsagePoint {
+                        period: r.get(0)?,
+                        metric: r.get(1)?,
+                        principal: r.get(2)?,
+                        quantity: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    })
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .await?;
+    let series = UsageSeries {
+        granularity: if monthly { "month" } else { "day" }.into(),
+        from: from_text,
+        to: to_text,
+        points,
+    };
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok().json(series)),
+        "csv" => {
+            let mut body = String::from("period,metric,principal,quantity\n");
+            for p in &series.points {
+                body.push_str(&format!(
+                    "{},{},{},{}\n",
+                    p.period,
+                    p.metric,
+                    p.principal.as_deref().unwrap_or(""),
+                    p.quantity
+                ));
+            }
+            Ok(HttpResponse::Ok()
+                .content_type("text/csv; charset=utf-8")
+                .insert_header((
+                    "Content-Disposition",
+                    format!("attachment; filename=\"enclave-usage-{}.csv\"", tenant.id()),
+                ))
+                .body(body))
+        }
+        other => Err(bad(format!("format {other:?} is not json or csv"))),
+    }
+}
+
+/// A metric's quota and this month's use.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct QuotaStatus {
+    pub metric: Metric,
+    /// Committed plus in-flight use this calendar month (UTC).
+    pub used_this_month: u64,
+    /// The tenant's own setting (`null`: none).
+    pub tenant_limit: Option<u64>,
+    /// The licence's limit (`null`: unlimited).
+    pub licence_limit: Option<u64>,
+    /// What is enforced: the smaller of the two (`null`: unlimited).
+    pub effective_limit: Option<u64>,
+    /// Soft alerts recorded this month (80 %, 100 %).
+    pub alerts: Vec<u8>,
+}
+
+/// Quotas of a tenant.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct QuotaList {
+    pub month: String,
+    /// Seconds until the month resets.
+    pub resets_in_seconds: u64,
+    pub quotas: Vec<QuotaStatus>,
+}
+
+async fn quota_list(state: &AppState, tenant: &TenantCtx) -> ApiResult<QuotaList> {
+    let usage = state.usage.clone();
+    let id = tenant.id().clone();
+    let now = crate::time_util::business_now();
+    let (_, month) = crate::usage::meter::day_and_month(now);
+    let month_q = month.clone();
+    let (own, alerts) = tenant
+        .run(move |db| {
+            let own = usage.tenant_quotas(&id, db)?;
+            let alerts = db.read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT metric, threshold_percent FROM usage_alerts WHERE month = ?1 ORDER BY 2",
+                )?;
+                let rows = stmt.query_map([month_q], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, u8>(1)?))
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })?;
+            Ok::<_, crate::db::DbError>((own, alerts))
+        })
+        .await?;
+    let limits = state.license.plan().entitlements.limits;
+    let mut quotas = Vec::new();
+    for metric in Metric::ALL.iter().copied() {
+        if metric == Metric::StorageBytes {
+            continue;
+        }
+        let used = state
+            .usage
+            .meter
+            .used_this_month(tenant.id(), metric)
+            .await?;
+        let tenant_limit = own.get(&metric).copied();
+        let licence_limit = metric.licence_limit(&limits);
+        quotas.push(QuotaStatus {
+            metric,
+            used_this_month: used,
+            tenant_limit,
+            licence_limit,
+            effective_limit: effective_quota(tenant_limit, licence_limit),
+            alerts: alerts
+                .iter()
+                .filter(|(m, _)| m == metric.as_str())
+                .map(|(_, p)| *p)
+                .collect(),
+        });
+    }
+    Ok(QuotaList {
+        month,
+        resets_in_seconds: crate::usage::meter::seconds_until_next_month(now),
+        quotas,
+    })
+}
+
+/// Quotas with this month's use (tenant admins).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/quotas", tag = "usage",
+    params(("tenant" = String, Path, description = "tenant id")),
+    responses((status = 200, body = QuotaList)))]
+pub async fn quotas(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+) -> ApiResult<web::Json<QuotaList>> {
+    tenant.require(Action::Manage)?;
+    Ok(web::Json(quota_list(&state, &tenant).await?))
+}
+
+/// Sets the tenant's own monthly quotas: `{"api_requests": 5000, "messages": null}` (`null` removes a
+/// setting). The licence's limit still caps them (tenant admins).
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/quotas", tag = "usage",
+    params(("tenant" = String, Path, description = "tenant id")),
+    request_body(content = Object, description = "metric → monthly limit or null"),
+    responses((status = 200, body = QuotaList), (status = 400, body = crate::http::openapi::ErrorResponse)))]
+pub async fn set_quotas(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    client: ClientInfo,
+    body: web::Json<std::collections::BTreeMap<String, Option<i64>>>,
+) -> ApiResult<web::Json<QuotaList>> {
+    tenant.require(Action::Manage)?;
+    tenant.ensure_writable()?;
+    let mut changes = Vec::new();
+    for (name, limit) in body.into_inner() {
+        let metric = Metric::parse(&name)
+            .filter(|m| *m != Metric::StorageBytes)
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::InvalidRequest,
+                    format!(
+                        "unknown metric {name:?} (storage is limited by the licence's storage_gb)"
+                    ),
+                )
+            })?;
+        if let Some(n) = limit {
+            if !(0..=1_000_000_000_000_000).contains(&n) {
+                return Err(ApiError::new(
+                    Code::InvalidRequest,
+                    format!("the quota of {name} must be between 0 and 10^15, not {n}"),
+                ));
+            }
+        }
+        changes.push((metric, limit));
+    }
+    let actor = crate::audit::Actor::of(&tenant.caller, &client);
+    let tenant_id = tenant.id().to_string();
+    tenant
+        .run(move |db| {
+            db.write(|tx| {
+                for (metric, limit) in &changes {
+                    match limit {
+                        Some(n) => tx.execute(
+                            "INSERT INTO usage_quotas (metric, monthly_limit, updated_at) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (metric) DO UPDATE SET monthly_limit = excluded.monthly_limit,
+                                 updated_at = excluded.updated_at",
+                            rusqlite::params![metric.as_str(), n, crate::time_util::now_rfc3339()],
+                        )?,
+                        None => tx.execute(
+                            "DELETE FROM usage_quotas WHERE metric = ?1",
+                            [metric.as_str()],
+                        )?,
+                    };
+                }
+                let detail: serde_json::Map<String, serde_json::Value> = changes
+                    .iter()
+                    .map(|(m, l)| (m.as_str().to_string(), serde_json::json!(l)))
+                    .collect();
+                crate::audit::append(
+                    tx,
+                    &actor,
+                    &crate::audit::Event {
+                        action: "usage.quotas_set",
+                        target: &tenant_id,
+                        tenant_id: &tenant_id,
+                        success: true,
+                        detail: serde_json::Value::Object(detail),
+                    },
+                )?;
+                Ok::<_, crate::db::DbError>(())
+            })
+        })
+        .await?;
+    state.usage.forget_quotas(tenant.id());
+    Ok(web::Json(quota_list(&state, &tenant).await?))
+}
+
+/// The month to summarise.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OverviewQuery {
+    /// `YYYY-MM` (default: this month).
+    pub month: Option<String>,
+}
+
+/// One tenant's monthly totals.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TenantUsage {
+    pub tenant_id: String,
+    pub name: String,
+    /// metric → quantity.
+    pub totals: std::collections::BTreeMap<String, u64>,
+}
+
+/// The system-wide overview.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UsageOverview {
+    pub month: String,
+    /// Tenants, most API requests first.
+    pub tenants: Vec<TenantUsage>,
+}
+
+/// Every tenant's totals for a month (system administrators).
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", params(OverviewQuery),
+    responses((status = 200, body = UsageOverview)))]
+pub async fn overview(
+    _admin: SystemAdmin,
+    state: web::Data<AppState>,
+    query: web::Query<OverviewQuery>,
+) -> ApiResult<web::Json<UsageOverview>> {
+    let month = match query.into_inner().month {
+        Some(m) => {
+            parse_day("month", &format!("{m}-01"))?;
+            m
+        }
+        None => crate::usage::meter::day_and_month(crate::time_util::business_now()).1,
+    };
+    let registry = state.tenants.clone();
+    let system = state.system.clone();
+    let month_q = month.clone();
+    let mut tenants = run_blocking(move || {
+        let mut out = Vec::new();
+        for record in system.list_tenants()? {
+            let Ok(id) = crate::tenancy::TenantId::parse(&record.id) else {
+                continue;
+            };
+            let Ok((_, db)) = registry.get(&id) else {
+                continue;
+            };
+            let pattern = format!("{month_q}-%");
+            let totals = db.db().read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT metric, sum(quantity) FROM usage_daily WHERE day LIKE ?1 GROUP BY metric",
+                )?;
+                let rows = stmt.query_map([&pattern], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    ))
+                })?;
+                rows.collect::<Result<std::collections::BTreeMap<_, _>, _>>()
+            })?;
+            out.push(TenantUsage {
+                tenant_id: record.id,
+                name: record.name,
+                totals,
+            });
+        }
+        Ok::<_, crate::db::DbError>(out)
+    })
+    .await?;
+    tenants.sort_by_key(|t| std::cmp::Reverse(t.totals.get("api_requests").copied().unwrap_or(0)));
+    Ok(web::Json(UsageOverview { month, tenants }))
+}

@@ -1,0 +1,469 @@
+//! The meter: one way for every feature to count usage, durably, without a write per request.
+//!
+//! Events go through a channel to one writer thread, which **group-commits**: it takes what arrived
+//! within a few milliseconds (at most [`MAX_BATCH`] events), adds them to `usage_daily` of each tenant
+//! in one transaction per tenant, and only then answers each event's sender. A metered request awaits
+//! that answer before it sends its 2xx, so every acknowledged request is counted even after `kill -9`;
+//! if the commit fails the request fails too.
+//!
+//! Quotas need "used so far this month" on every metered request. The writer thread is the only
+//! writer of usage, so it also keeps the month totals in memory: it loads a `(tenant, month, metric)`
+//! total from the database the first time one is asked for and adds to it after each commit. Requests
+//! **reserve** what they are about to use ([`Meter::reserve`]) under the same lock, so the check
+//! "committed + reserved + this ≤ quota" is exact even under concurrency; a reservation is settled
+//! with the actual quantity ([`Reservation::commit`]) or released when the work fails.
+//!
+//! Days and months are UTC, from [`crate::time_util::business_now`] at the moment the event is
+//! recorded: a clock change never moves an event already counted, and a month starts from zero only
+//! when the calendar says so.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use super::Metric;
+use crate::db::DbError;
+use crate::error::{Code, ErrorCode};
+use crate::tenancy::{TenantError, TenantId, TenantRegistry};
+
+/// The writer waits at most this long for more events before committing a batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(4);
+/// A batch holds at most this many events.
+pub const MAX_BATCH: usize = 512;
+
+/// Why usage could not be counted.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MeterError {
+    #[error("usage could not be recorded: {0}")]
+    Storage(String),
+    #[error("the meter has stopped (the server is shutting down)")]
+    Stopped,
+}
+
+impl ErrorCode for MeterError {
+    fn code(&self) -> Code {
+        match self {
+            MeterError::Storage(_) => Code::DatabaseUnavailable,
+            MeterError::Stopped => Code::NotReady,
+        }
+    }
+    fn public_message(&self) -> String {
+        match self {
+            MeterError::Storage(_) => {
+                "usage could not be recorded; the request was not completed. Retry shortly".into()
+            }
+            MeterError::Stopped => self.to_string(),
+        }
+    }
+}
+
+/// `YYYY-MM-DD` and `YYYY-MM` of a time (UTC).
+pub fn day_and_month(at: OffsetDateTime) -> (String, String) {
+    let day = format!(
+        "{:04}-{:02}-{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day()
+    );
+    let month = day[..7].to_string();
+    (day, month)
+}
+
+/// Seconds from `at` until the next calendar month starts (UTC): when a monthly quota resets.
+pub fn seconds_until_next_month(at: OffsetDateTime) -> u64 {
+    let (year, month) = match at.month() {
+        time::Month::December => (at.year() + 1, time::Month::January),
+        m => (at.year(), m.next()),
+    };
+    let next = time::Date::from_calendar_date(year, month, 1)
+        .map(|d| d.midnight().assume_utc())
+        .unwrap_or(at);
+    u64::try_from((next - at).whole_seconds().max(1)).unwrap_or(1)
+}
+
+type TotalKey = (String, String, Metric);
+
+/// Month totals known to the writer, and what requests have reserved but not yet committed.
+#[derive(Default)]
+struct Totals {
+    committed: HashMap<TotalKey, u64>,
+    reserved: HashMap<TotalKey, u64>,
+}
+
+impl Totals {
+    fn used(&self, key: &TotalKey) -> Option<u64> {
+        self.committed
+            .get(key)
+            .map(|c| c + self.reserved.get(key).copied().unwrap_or(0))
+    }
+    fn unreserve(&mut self, key: &TotalKey, quantity: u64) {
+        if let Some(r) = self.reserved.get_mut(key) {
+            *r = r.saturating_sub(quantity);
+            if *r == 0 {
+                self.reserved.remove(key);
+            }
+        }
+    }
+}
+
+struct Event {
+    tenant: TenantId,
+    principal: String,
+    metric: Metric,
+    quantity: u64,
+    day: String,
+    month: String,
+    /// Reserved quantity this event settles (moved from reserved to committed).
+    settles: u64,
+    ack: tokio::sync::oneshot::Sender<Result<(), MeterError>>,
+}
+
+enum Command {
+    Record(Event),
+    Load {
+        key: TotalKey,
+        ack: tokio::sync::oneshot::Sender<Result<(), MeterError>>,
+    },
+}
+
+/// The meter. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Meter {
+    sender: Arc<Mutex<Option<mpsc::Sender<Command>>>>,
+    totals: Arc<Mutex<Totals>>,
+    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+/// Usage reserved ahead of the work; commit it with the actual quantity, or drop it to release it.
+pub struct Reservation {
+    meter: Meter,
+    tenant: TenantId,
+    principal: String,
+    metric: Metric,
+    quantity: u64,
+    month: String,
+    day: String,
+    settled: bool,
+}
+
+impl Reservation {
+    /// The reserved quantity.
+    pub fn quantity(&self) -> u64 {
+        self.quantity
+    }
+
+    /// Records `actual` (at most what was reserved is released; more is recorded as used) and waits
+    /// until it is committed.
+    pub async fn commit(mut self, actual: u64) -> Result<(), MeterError> {
+        self.settled = true;
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let event = Event {
+            tenant: self.tenant.clone(),
+            principal: std::mem::take(&mut self.principal),
+            metric: self.metric,
+            quantity: actual,
+            day: std::mem::take(&mut self.day),
+            month: self.month.clone(),
+            settles: self.quantity,
+            ack,
+        };
+        if let Err(e) = self.meter.send(Command::Record(event)) {
+            self.meter
+                .release(&self.tenant, &self.month, self.metric, self.quantity);
+            return Err(e);
+        }
+        done.await.unwrap_or(Err(MeterError::Stopped))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.meter
+                .release(&self.tenant, &self.month, self.metric, self.quantity);
+        }
+    }
+}
+
+/// What [`Meter::reserve`] found when the quota does not allow the request.
+#[derive(Debug, Clone, Copy)]
+pub struct OverQuota {
+    pub used: u64,
+    pub limit: u64,
+}
+
+impl Meter {
+    /// Starts the writer thread.
+    pub fn start(tenants: Arc<TenantRegistry>) -> Meter {
+        let (sender, receiver) = mpsc::channel();
+        let totals = Arc::new(Mutex::new(Totals::default()));
+        let writer_totals = totals.clone();
+        let writer = std::thread::Builder::new()
+            .name("usage-meter".into())
+            .spawn(move || write_loop(&receiver, &tenants, &writer_totals))
+            .ok();
+        if writer.is_none() {
+            tracing::error!("could not start the usage meter thread; metered requests will fail");
+        }
+        Meter {
+            sender: Arc::new(Mutex::new(Some(sender))),
+            totals,
+            writer: Arc::new(Mutex::new(writer)),
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), MeterError> {
+        let guard = self
+            .sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match guard.as_ref() {
+            Some(sender) => sender.send(command).map_err(|_| MeterError::Stopped),
+            None => Err(MeterError::Stopped),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn release(&self, tenant: &TenantId, month: &str, metric: Metric, quantity: u64) {
+        let key = (tenant.as_str().to_string(), month.to_string(), metric);
+        self.lock().unreserve(&key, quantity);
+    }
+
+    async fn ensure_loaded(&self, key: &TotalKey) -> Result<(), MeterError> {
+        if self.lock().committed.contains_key(key) {
+            return Ok(());
+        }
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.send(Command::Load {
+            key: key.clone(),
+            ack,
+        })?;
+        done.await.unwrap_or(Err(MeterError::Stopped))
+    }
+
+    /// This month's usage of `metric` in `tenant`: committed plus reserved.
+    pub async fn used_this_month(
+        &self,
+        tenant: &TenantId,
+        metric: Metric,
+    ) -> Result<u64, MeterError> {
+        let (_, month) = day_and_month(crate::time_util::business_now());
+        let key = (tenant.as_str().to_string(), month, metric);
+        self.ensure_loaded(&key).await?;
+        Ok(self.lock().used(&key).unwrap_or(0))
+    }
+
+    /// Reserves `quantity` of `metric` for work about to start. With a `limit`, refuses when this
+    /// month's committed + reserved usage plus `quantity` would exceed it.
+    pub async fn reserve(
+        &self,
+        tenant: &TenantId,
+        principal: &str,
+        metric: Metric,
+        quantity: u64,
+        limit: Option<u64>,
+    ) -> Result<Result<Reservation, OverQuota>, MeterError> {
+        let (day, month) = day_and_month(crate::time_util::business_now());
+        let key = (tenant.as_str().to_string(), month.clone(), metric);
+        if limit.is_some() {
+            self.ensure_loaded(&key).await?;
+        }
+        {
+            let mut totals = self.lock();
+            if let Some(limit) = limit {
+                let used = totals.used(&key).unwrap_or(0);
+                if used.saturating_add(quantity) > limit {
+                    return Ok(Err(OverQuota { used, limit }));
+                }
+            }
+            *totals.reserved.entry(key).or_insert(0) += quantity;
+        }
+        Ok(Ok(Reservation {
+            meter: self.clone(),
+            tenant: tenant.clone(),
+            principal: principal.to_string(),
+            metric,
+            quantity,
+            month,
+            day,
+            settled: false,
+        }))
+    }
+
+    /// Records usage that needs no quota check, waiting until it is committed.
+    pub async fn record(
+        &self,
+        tenant: &TenantId,
+        principal: &str,
+        metric: Metric,
+        quantity: u64,
+    ) -> Result<(), MeterError> {
+        match self.reserve(tenant, principal, metric, 0, None).await? {
+            Ok(reservation) => reservation.commit(quantity).await,
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Stops accepting events, commits everything already sent, and joins the writer (blocking).
+    pub fn shutdown(&self) {
+        self.sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn write_loop(
+    receiver: &mpsc::Receiver<Command>,
+    tenants: &TenantRegistry,
+    totals: &Mutex<Totals>,
+) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + BATCH_WINDOW;
+        while batch.len() < MAX_BATCH {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(left) {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let mut by_tenant: HashMap<String, Vec<Event>> = HashMap::new();
+        for command in batch {
+            match command {
+                Command::Record(event) => by_tenant
+                    .entry(event.tenant.as_str().to_string())
+                    .or_default()
+                    .push(event),
+                Command::Load { key, ack } => {
+                    let _ = ack.send(load(tenants, totals, &key));
+                }
+            }
+        }
+        for (_, events) in by_tenant {
+            commit_tenant(tenants, totals, events);
+        }
+    }
+    tracing::info!("usage meter stopped; every recorded event is committed");
+}
+
+fn tenant_db(
+    tenants: &TenantRegistry,
+    tenant: &TenantId,
+) -> Result<Arc<crate::tenancy::TenantDb>, MeterError> {
+    tenants
+        .get(tenant)
+        .map(|(_, db)| db)
+        .map_err(|e: TenantError| MeterError::Storage(e.to_string()))
+}
+
+/// Loads a month total from the database into the cache (writer thread only).
+fn load(
+    tenants: &TenantRegistry,
+    totals: &Mutex<Totals>,
+    key: &TotalKey,
+) -> Result<(), MeterError> {
+    let lock = || {
+        totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if lock().committed.contains_key(key) {
+        return Ok(());
+    }
+    let tenant = TenantId::parse(&key.0).map_err(|e| MeterError::Storage(e.to_string()))?;
+    let db = tenant_db(tenants, &tenant)?;
+    let pattern = format!("{}-%", key.1);
+    let sum: i64 = db
+        .db()
+        .read(|c| {
+            c.query_row(
+                "SELECT coalesce(sum(quantity), 0) FROM usage_daily WHERE metric = ?1 AND day LIKE ?2",
+                rusqlite::params![key.2.as_str(), pattern],
+                |r| r.get(0),
+            )
+        })
+        .map_err(|e: DbError| MeterError::Storage(e.to_string()))?;
+    lock()
+        .committed
+        .insert(key.clone(), u64::try_from(sum).unwrap_or(0));
+    Ok(())
+}
+
+/// Commits one tenant's events in one transaction, then updates the totals and answers the senders.
+fn commit_tenant(tenants: &TenantRegistry, totals: &Mutex<Totals>, events: Vec<Event>) {
+    let Some(tenant) = events.first().map(|e| e.tenant.clone()) else {
+        return;
+    };
+    let result = tenant_db(tenants, &tenant).and_then(|db| {
+        db.db()
+            .write(|tx| {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO usage_daily (day, principal, metric, quantity) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (day, principal, metric) DO UPDATE SET quantity = quantity + excluded.quantity",
+                )?;
+                for e in events.iter().filter(|e| e.quantity > 0) {
+                    stmt.execute(rusqlite::params![
+                        e.day,
+                        e.principal,
+                        e.metric.as_str(),
+                        i64::try_from(e.quantity).unwrap_or(i64::MAX)
+                    ])?;
+                }
+                Ok::<_, DbError>(())
+            })
+            .map_err(|e| MeterError::Storage(e.to_string()))
+    });
+    {
+        let mut t = totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for e in &events {
+            let key = (e.tenant.as_str().to_string(), e.month.clone(), e.metric);
+            t.unreserve(&key, e.settles);
+            if result.is_ok() {
+                if let Some(committed) = t.committed.get_mut(&key) {
+                    *committed = committed.saturating_add(e.quantity);
+                }
+            }
+        }
+    }
+    if let Err(e) = &result {
+        tracing::error!(tenant = %tenant, error = %e, events = events.len(), "usage batch not committed");
+    }
+    for e in events {
+        let _ = e.ack.send(result.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_reset_at_the_first_of_the_next_month_utc() {
+        let at = time::macros::datetime!(2026-12-31 23:59:30 UTC);
+        assert_eq!(seconds_until_next_month(at), 30);
+        assert_eq!(
+            day_and_month(at),
+            ("2026-12-31".to_string(), "2026-12".to_string())
+        );
+        let at = time::macros::datetime!(2026-02-01 00:00:00 UTC);
+        assert_eq!(seconds_until_next_month(at), 28 * 86_400);
+    }
+}
