@@ -24,7 +24,43 @@ pub fn configure_tenant_scope(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create)),
     )
     .service(super::resource("/api-keys/{key}").route(web::delete().to(revoke)))
-    .service(super::resource("/api-keys/{key}/rotate").route(web::post().to(rotate)));
+    .service(super::resource("/api-keys/{key}/rotate").route(web::post().to(rotate)))
+    .service(super::resource("/api-keys/{key}/rate-limit").route(web::put().to(set_rate_limit)));
+}
+
+/// A key's own rate limit.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSetting {
+    /// Requests per minute (1-10,000,000), or `null` for the plan's default.
+    pub per_minute: Option<u32>,
+}
+
+/// Sets a key's own requests-per-minute limit, higher or lower than the plan's default (tenant admins).
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/api-keys/{key}/rate-limit", tag = "api-keys",
+    params(("tenant" = String, Path, description = "tenant id"), ("key" = String, Path, description = "key id")),
+    request_body = RateLimitSetting,
+    responses((status = 200, body = ApiKey),
+        (status = 400, body = crate::http::openapi::ErrorResponse),
+        (status = 404, description = "no such key in this tenant", body = crate::http::openapi::ErrorResponse)))]
+pub async fn set_rate_limit(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    client: ClientInfo,
+    path: web::Path<(String, String)>,
+    body: web::Json<RateLimitSetting>,
+) -> ApiResult<web::Json<ApiKey>> {
+    tenant.require(Action::Manage)?;
+    tenant.ensure_writable()?;
+    let (_, key_id) = path.into_inner();
+    let system = state.system.clone();
+    let id = tenant.id().to_string();
+    let actor = Actor::of(&tenant.caller, &client);
+    let per_minute = body.into_inner().per_minute;
+    let key =
+        run_blocking(move || api_key::set_rate_limit(&system, &id, &key_id, per_minute, &actor))
+            .await?;
+    Ok(web::Json(key))
 }
 
 /// The keys of a tenant.

@@ -241,6 +241,12 @@ pub async fn patch_settings(
                 ),
             ));
         }
+        if key == crate::usage::RATE_LIMIT_SETTING {
+            return Err(ApiError::new(
+                Code::InvalidRequest,
+                "set the tenant's rate limit with PUT /api/v1/tenants/{tenant}/rate-limit",
+            ));
+        }
         let json = (!value.is_null()).then(|| value.to_string());
         if json.as_ref().is_some_and(|j| j.len() > MAX_SETTING_BYTES) {
             return Err(ApiError::new(

@@ -18,7 +18,8 @@ pub fn configure_tenant_scope(cfg: &mut web::ServiceConfig) {
             super::resource("/quotas")
                 .route(web::get().to(quotas))
                 .route(web::put().to(set_quotas)),
-        );
+        )
+        .service(super::resource("/rate-limit").route(web::put().to(set_rate_limit)));
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -202,7 +203,7 @@ async fn quota_list(state: &AppState, tenant: &TenantCtx) -> ApiResult<QuotaList
     let month_q = month.clone();
     let (own, alerts) = tenant
         .run(move |db| {
-            let own = usage.tenant_quotas(&id, db)?;
+            let own = usage.tenant_limits(&id, db)?;
             let alerts = db.read(|c| {
                 let mut stmt = c.prepare(
                     "SELECT metric, threshold_percent FROM usage_alerts WHERE month = ?1 ORDER BY 2",
@@ -226,7 +227,7 @@ async fn quota_list(state: &AppState, tenant: &TenantCtx) -> ApiResult<QuotaList
             .meter
             .used_this_month(tenant.id(), metric)
             .await?;
-        let tenant_limit = own.get(&metric).copied();
+        let tenant_limit = own.quotas.get(&metric).copied();
         let licence_limit = metric.licence_limit(&limits);
         quotas.push(QuotaStatus {
             metric,
@@ -334,8 +335,74 @@ pub async fn set_quotas(
             })
         })
         .await?;
-    state.usage.forget_quotas(tenant.id());
+    state.usage.forget_settings(tenant.id());
     Ok(web::Json(quota_list(&state, &tenant).await?))
+}
+
+/// The tenant's requests-per-minute limit for all its API keys together.
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRateLimit {
+    /// 1-10,000,000, or `null` for the plan's default (free 10, pro 60, enterprise 1,000).
+    pub per_minute: Option<u32>,
+}
+
+/// Sets the tenant-wide rate limit (tenant admins). Each key is also held to its own limit.
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/rate-limit", tag = "usage",
+    params(("tenant" = String, Path, description = "tenant id")), request_body = TenantRateLimit,
+    responses((status = 200, body = TenantRateLimit), (status = 400, body = crate::http::openapi::ErrorResponse)))]
+pub async fn set_rate_limit(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    client: ClientInfo,
+    body: web::Json<TenantRateLimit>,
+) -> ApiResult<web::Json<TenantRateLimit>> {
+    tenant.require(Action::Manage)?;
+    tenant.ensure_writable()?;
+    let setting = body.into_inner();
+    if setting
+        .per_minute
+        .is_some_and(|n| !(1..=10_000_000).contains(&n))
+    {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "a rate limit must be between 1 and 10,000,000 requests a minute, or null",
+        ));
+    }
+    let actor = crate::audit::Actor::of(&tenant.caller, &client);
+    let tenant_id = tenant.id().to_string();
+    let per_minute = setting.per_minute;
+    tenant
+        .run(move |db| {
+            db.write(|tx| {
+                match per_minute {
+                    Some(n) => tx.execute(
+                        "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        rusqlite::params![crate::usage::RATE_LIMIT_SETTING, n.to_string(), crate::time_util::now_rfc3339()],
+                    )?,
+                    None => tx.execute(
+                        "DELETE FROM settings WHERE key = ?1",
+                        [crate::usage::RATE_LIMIT_SETTING],
+                    )?,
+                };
+                crate::audit::append(
+                    tx,
+                    &actor,
+                    &crate::audit::Event {
+                        action: "usage.rate_limit_set",
+                        target: &tenant_id,
+                        tenant_id: &tenant_id,
+                        success: true,
+                        detail: serde_json::json!({ "per_minute": per_minute }),
+                    },
+                )?;
+                Ok::<_, crate::db::DbError>(())
+            })
+        })
+        .await?;
+    state.usage.forget_settings(tenant.id());
+    Ok(web::Json(setting))
 }
 
 /// The month to summarise.

@@ -40,6 +40,8 @@ pub struct ApiKey {
     pub last_used_at: Option<i64>,
     /// For a rotated key: the id of the key that replaces it.
     pub replaced_by: Option<String>,
+    /// The key's own requests-per-minute limit (`null`: the plan's default).
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// A key together with its secret, returned once.
@@ -57,6 +59,8 @@ pub struct KeyPrincipal {
     pub tenant_id: String,
     pub name: String,
     pub scopes: Vec<String>,
+    /// The key's own requests-per-minute limit, if a tenant admin set one.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl KeyPrincipal {
@@ -111,11 +115,12 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
         revoked_at: r.get("revoked_at")?,
         last_used_at: r.get("last_used_at")?,
         replaced_by: r.get("replaced_by")?,
+        rate_limit_per_minute: r.get("rate_limit_per_minute")?,
     })
 }
 
 const KEY_COLUMNS: &str =
-    "id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at, replaced_by";
+    "id, tenant_id, name, prefix, scopes, created_at, expires_at, revoked_at, last_used_at, replaced_by, rate_limit_per_minute";
 
 fn insert_key(
     conn: &Connection,
@@ -304,6 +309,36 @@ pub fn authenticate(system: &SystemDb, secret: &str) -> Result<KeyPrincipal, Ide
         tenant_id: key.tenant_id,
         name: key.name,
         scopes: key.scopes,
+        rate_limit_per_minute: key.rate_limit_per_minute,
+    })
+}
+
+/// Sets (or with `None` removes) a key's own requests-per-minute limit, audited.
+pub fn set_rate_limit(
+    system: &SystemDb,
+    tenant_id: &str,
+    key_id: &str,
+    per_minute: Option<u32>,
+    actor: &Actor,
+) -> Result<ApiKey, IdentityError> {
+    if per_minute.is_some_and(|n| !(1..=10_000_000).contains(&n)) {
+        return Err(IdentityError::InvalidRateLimit);
+    }
+    system.db.write(|tx| {
+        let changed = tx.execute(
+            "UPDATE api_keys SET rate_limit_per_minute = ?1 WHERE id = ?2 AND tenant_id = ?3",
+            rusqlite::params![per_minute, key_id, tenant_id],
+        )?;
+        if changed == 0 {
+            return Err(IdentityError::KeyNotFound(key_id.to_string()));
+        }
+        let key = tx.query_row(
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+            [key_id],
+            key_from_row,
+        )?;
+        audit_key(tx, actor, "api_key.rate_limit", &key)?;
+        Ok(key)
     })
 }
 
@@ -318,6 +353,7 @@ mod tests {
             tenant_id: String::new(),
             name: String::new(),
             scopes: s.iter().map(|x| x.to_string()).collect(),
+            rate_limit_per_minute: None,
         };
         assert_eq!(key(&["read"]).role(), Role::Viewer);
         assert_eq!(key(&["read", "write"]).role(), Role::Editor);

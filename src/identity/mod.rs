@@ -148,6 +148,8 @@ pub enum IdentityError {
     InvalidKeyName,
     #[error("the expiry must be in the future")]
     InvalidExpiry,
+    #[error("a rate limit must be between 1 and 10,000,000 requests a minute (or null for the plan's default)")]
+    InvalidRateLimit,
     #[error("API key {0} does not exist in this tenant")]
     KeyNotFound(String),
     #[error("the API key is not valid")]
@@ -214,7 +216,8 @@ impl ErrorCode for IdentityError {
             | IdentityError::InvalidState(_)
             | IdentityError::SelfLockout
             | IdentityError::InvalidKeyName
-            | IdentityError::InvalidExpiry => Code::InvalidRequest,
+            | IdentityError::InvalidExpiry
+            | IdentityError::InvalidRateLimit => Code::InvalidRequest,
             IdentityError::KeyNotFound(_) => Code::ApiKeyNotFound,
             IdentityError::InvalidApiKey => Code::InvalidApiKey,
             IdentityError::ApiKeyExpired => Code::ApiKeyExpired,

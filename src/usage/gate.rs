@@ -56,11 +56,28 @@ pub async fn admit(state: &AppState, ctx: &TenantCtx) -> Result<Option<Admission
         return Ok(None);
     };
     let plan = state.license.plan();
-    let rate = plan_rate_per_minute(plan.entitlements.plan);
+    let default_rate = plan_rate_per_minute(plan.entitlements.plan);
+    let usage = state.usage.clone();
+    let tenant_id = ctx.id().clone();
+    let own = {
+        let tenant_id = tenant_id.clone();
+        ctx.run(move |db| usage.tenant_limits(&tenant_id, db))
+            .await
+            .map_err(|e| actix_web::ResponseError::error_response(&e))?
+    };
     let key_bucket = format!("key:{}", key.id);
     let tenant_bucket = format!("tenant:{}", ctx.id());
     let decision = state.usage.limiter.check(
-        &[(key_bucket.as_str(), rate), (tenant_bucket.as_str(), rate)],
+        &[
+            (
+                key_bucket.as_str(),
+                key.rate_limit_per_minute.unwrap_or(default_rate),
+            ),
+            (
+                tenant_bucket.as_str(),
+                own.rate_per_minute.unwrap_or(default_rate),
+            ),
+        ],
         std::time::Instant::now(),
     );
     if !decision.allowed {
@@ -75,17 +92,9 @@ pub async fn admit(state: &AppState, ctx: &TenantCtx) -> Result<Option<Admission
         return Err(refusal(error, &decision));
     }
 
-    let usage = state.usage.clone();
-    let tenant_id = ctx.id().clone();
-    let own = {
-        let tenant_id = tenant_id.clone();
-        ctx.run(move |db| usage.tenant_quotas(&tenant_id, db))
-            .await
-            .map_err(|e| refusal(e, &decision))?
-    };
     let metric = Metric::ApiRequests;
     let quota = effective_quota(
-        own.get(&metric).copied(),
+        own.quotas.get(&metric).copied(),
         metric.licence_limit(&plan.entitlements.limits),
     );
     let principal = format!("key:{}", key.id);

@@ -89,8 +89,8 @@ pub fn plan_rate_per_minute(plan: Plan) -> u32 {
 pub struct Usage {
     pub meter: meter::Meter,
     pub limiter: rate_limit::RateLimiter,
-    /// The tenants' own quota settings, loaded on first use and replaced when changed.
-    quotas: Mutex<HashMap<String, Arc<HashMap<Metric, u64>>>>,
+    /// The tenants' own settings, loaded on first use and forgotten when changed.
+    settings: Mutex<HashMap<String, Arc<TenantLimits>>>,
     /// Alerts this process already recorded, so a month past 80 % is not re-checked on every request.
     alerted: Mutex<std::collections::HashSet<AlertKey>>,
 }
@@ -103,7 +103,7 @@ impl Usage {
         Usage {
             meter,
             limiter: rate_limit::RateLimiter::default(),
-            quotas: Mutex::new(HashMap::new()),
+            settings: Mutex::new(HashMap::new()),
             alerted: Mutex::new(std::collections::HashSet::new()),
         }
     }
@@ -116,22 +116,25 @@ impl Usage {
             .insert(key)
     }
 
-    /// The tenant's own quota settings (blocking on first use: reads the tenant database).
-    pub fn tenant_quotas(
+    /// The tenant's own quotas and rate limit (blocking on first use: reads the tenant database).
+    pub fn tenant_limits(
         &self,
         tenant: &TenantId,
         db: &crate::db::Database,
-    ) -> Result<Arc<HashMap<Metric, u64>>, crate::db::DbError> {
+    ) -> Result<Arc<TenantLimits>, crate::db::DbError> {
         if let Some(q) = self
-            .quotas
+            .settings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(tenant.as_str())
         {
             return Ok(q.clone());
         }
-        let loaded = Arc::new(read_quotas(db)?);
-        self.quotas
+        let loaded = Arc::new(TenantLimits {
+            quotas: read_quotas(db)?,
+            rate_per_minute: read_rate_limit(db)?,
+        });
+        self.settings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(tenant.as_str().to_string(), loaded.clone());
@@ -139,12 +142,37 @@ impl Usage {
     }
 
     /// Forgets the cached settings of a tenant (after a change).
-    pub fn forget_quotas(&self, tenant: &TenantId) {
-        self.quotas
+    pub fn forget_settings(&self, tenant: &TenantId) {
+        self.settings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(tenant.as_str());
     }
+}
+
+/// A tenant's own limits.
+#[derive(Debug, Default)]
+pub struct TenantLimits {
+    /// Monthly quotas set by the tenant's admins.
+    pub quotas: HashMap<Metric, u64>,
+    /// Requests per minute for the tenant as a whole (all its keys); `None`: the plan's default.
+    pub rate_per_minute: Option<u32>,
+}
+
+/// The tenant settings key of its requests-per-minute limit.
+pub const RATE_LIMIT_SETTING: &str = "rate_limit_per_minute";
+
+fn read_rate_limit(db: &crate::db::Database) -> Result<Option<u32>, crate::db::DbError> {
+    use rusqlite::OptionalExtension;
+    let value: Option<String> = db.read(|c| {
+        c.query_row(
+            "SELECT value FROM settings WHERE key = ?1",
+            [RATE_LIMIT_SETTING],
+            |r| r.get(0),
+        )
+        .optional()
+    })?;
+    Ok(value.and_then(|v| v.trim().parse::<u32>().ok()))
 }
 
 /// The tenant's own quota settings from its database.

@@ -29,10 +29,11 @@ pub struct Decision {
     pub retry_after_secs: u64,
 }
 
-/// Rate-limit buckets: the "theoretical arrival time" of each.
+/// Rate-limit buckets: the "theoretical arrival time" of each, with the limit it was computed for
+/// (when an administrator changes a limit, the requests already counted are rescaled to the new one).
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<String, Instant>>,
+    buckets: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -52,7 +53,7 @@ impl RateLimiter {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() > 10_000 {
-            map.retain(|_, tat| *tat + FORGET_AFTER > now);
+            map.retain(|_, (tat, _)| *tat + FORGET_AFTER > now);
         }
         let mut tightest: Option<Decision> = None;
         let mut updates = Vec::with_capacity(buckets.len());
@@ -62,7 +63,12 @@ impl RateLimiter {
                 continue;
             }
             let interval = WINDOW / limit;
-            let tat = map.get(name).copied().filter(|t| *t > now).unwrap_or(now);
+            let tat = match map.get(name).copied().filter(|(t, _)| *t > now) {
+                None => now,
+                Some((tat, old)) if old == limit => tat,
+                // The same number of requests, counted against the new limit.
+                Some((tat, old)) => now + (tat - now).mul_f64(f64::from(old) / f64::from(limit)),
+            };
             let new_tat = tat + interval;
             let ahead = new_tat - now;
             if ahead > WINDOW {
@@ -90,7 +96,7 @@ impl RateLimiter {
             if tightest.is_none_or(|t| decision.remaining < t.remaining) {
                 tightest = Some(decision);
             }
-            updates.push((name.to_string(), new_tat));
+            updates.push((name.to_string(), (new_tat, limit)));
         }
         if let Some(refused) = refused {
             return refused;
@@ -147,6 +153,20 @@ mod tests {
         // key-b was not charged by the refused request.
         let d = limiter.check(&[("key-b", 100)], now);
         assert_eq!(d.remaining, 99);
+    }
+
+    #[test]
+    fn raising_a_limit_rescales_what_was_used() {
+        let limiter = RateLimiter::default();
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert!(limiter.check(&[("key", 10)], now).allowed);
+        }
+        assert!(!limiter.check(&[("key", 10)], now).allowed);
+        // Ten requests are a sixth of a 60-a-minute budget.
+        let d = limiter.check(&[("key", 60)], now);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 49);
     }
 
     #[test]

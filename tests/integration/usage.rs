@@ -49,12 +49,51 @@ fn rate_limit_admits_the_plan_rate_then_refuses_with_standard_headers() {
         .expect("retry-after");
     assert!((1..=6).contains(&retry), "one request every 6 s: {retry}");
     assert_eq!(header(&refused, "ratelimit-remaining"), "0");
+    // A tenant admin raises this key's limit: the tenant's own bucket (10) still holds...
+    let keys = server.get("/api/v1/tenants/acme/api-keys").json();
+    let id = keys["keys"][0]["id"].as_str().expect("key id").to_string();
+    let raised = server.call(
+        "PUT",
+        &format!("/api/v1/tenants/acme/api-keys/{id}/rate-limit"),
+        Some(&json!({"per_minute": 600})),
+        server.admin.as_ref(),
+    );
+    assert_eq!(raised.status, 200, "{}", raised.body);
+    assert_eq!(raised.json()["rate_limit_per_minute"], 600);
+    let still = server.call_with_key("GET", "/api/v1/tenants/acme", None, &key);
+    assert_eq!(still.status, 429);
+    assert_eq!(
+        header(&still, "ratelimit-limit"),
+        "10",
+        "the tenant bucket refuses"
+    );
+    // ...until the tenant's limit is raised too. Out-of-range settings are refused.
+    for bad in [json!({"per_minute": 0}), json!({"per_minute": 20_000_000})] {
+        let reply = server.call(
+            "PUT",
+            "/api/v1/tenants/acme/rate-limit",
+            Some(&bad),
+            server.admin.as_ref(),
+        );
+        assert_eq!(reply.status, 400, "{bad}");
+    }
+    let tenant_raised = server.call(
+        "PUT",
+        "/api/v1/tenants/acme/rate-limit",
+        Some(&json!({"per_minute": 600})),
+        server.admin.as_ref(),
+    );
+    assert_eq!(tenant_raised.status, 200, "{}", tenant_raised.body);
+    let admitted = server.call_with_key("GET", "/api/v1/tenants/acme", None, &key);
+    assert_eq!(admitted.status, 200, "{}", admitted.body);
+    assert_eq!(header(&admitted, "ratelimit-limit"), "600");
+
     // People in the browser are not rate limited.
     for _ in 0..15 {
         assert_eq!(server.get("/api/v1/tenants/acme").status, 200);
     }
-    // Only the ten admitted requests were counted.
-    assert_eq!(api_requests_this_month(&server, "acme"), 10);
+    // Only the eleven admitted requests were counted.
+    assert_eq!(api_requests_this_month(&server, "acme"), 11);
 }
 
 #[test]
