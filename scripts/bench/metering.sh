@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmark: an API-key-authenticated, rate-limited, metered endpoint (GET /api/v1/tenants/bench, each
+# 2xx committed to the usage meter before it is answered) against the bare /healthz of the same server,
+# in the same run, with wrk on loopback. Prints requests/s and p50/p99 latency of each, and the ratio.
+# Target: metered >= 50 % of bare.
+#
+# The server is built with the `bench-test` profile (release optimisations plus debug assertions, so
+# the test licence key can be trusted: an enterprise licence lifts the community plan's monthly quota).
+# Key and tenant rate limits are raised to 10,000,000/min so the limiter runs but does not refuse.
+#
+# Usage: scripts/bench/metering.sh [SECONDS per run, default 10] [ROUNDS, default 3]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs="${1:-10}"
+rounds="${2:-3}"
+command -v wrk >/dev/null || { echo "metering.sh: wrk is missing (apt-get install wrk)" >&2; exit 2; }
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}"
+cargo build --quiet --locked --profile bench-test --features test-license-key --bins
+bin="$CARGO_TARGET_DIR/bench-test/enclave"
+tool="$CARGO_TARGET_DIR/bench-test/enclave-license"
+
+work=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+env -u ENCLAVE_LISTEN "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 1 200); do
+  base=$(grep -o 'listening on http://[^ ]*' "$work/out" 2>/dev/null | head -1 | sed 's/listening on //; s#/$##') || true
+  [ -n "${base:-}" ] && break
+  sleep 0.05
+done
+[ -n "${base:-}" ] || { echo "server did not start:"; cat "$work/err"; exit 1; }
+
+# Sign in, settle the admin password, install an enterprise licence, make a tenant and a raised key.
+key=$(python3 - "$base" "$work/data" "$tool" <<'PY'
+import json, re, subprocess, sys, urllib.request, http.cookiejar
+base, data, tool = sys.argv[1:4]
+jar = http.cookiejar.CookieJar()
+web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+csrf = None
+def call(method, path, body=None):
+    req = urllib.request.Request(base + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **({"X-CSRF-Token": csrf} if csrf else {})})
+    with web.open(req) as r:
+        return json.loads(r.read() or b"null")
+first = re.search(r"^ {4}(\S+)\s*$", open(data + "/bootstrap-admin.txt").read(), re.M).group(1)
+csrf = call("POST", "/api/v1/auth/login", {"username": "admin", "password": first})["csrf_token"]
+csrf = call("POST", "/api/v1/auth/password", {"current_password": first, "new_password": "benchmark admin passphrase"})["csrf_token"]
+inst = call("GET", "/api/v1/system/info")["installation_id"]
+lic = subprocess.run([tool, "issue", "--key", "tests/fixtures/license/test-key.pk8", "--key-id", "enclave-test-1",
+    "--customer", "Bench", "--edition", "enterprise", "--installation-id", inst],
+    check=True, capture_output=True, text=True).stdout
+call("POST", "/api/v1/license", {"license": lic})
+call("POST", "/api/v1/tenants", {"id": "bench", "name": "Bench"})
+made = call("POST", "/api/v1/tenants/bench/api-keys", {"name": "bench", "scopes": ["read"]})
+call("PUT", f"/api/v1/tenants/bench/api-keys/{made['key']['id']}/rate-limit", {"per_minute": 10000000})
+call("PUT", "/api/v1/tenants/bench/rate-limit", {"per_minute": 10000000})
+print(made["secret"])
+PY
+)
+
+run_wrk() { # name url [header]
+  if [ -n "${3:-}" ]; then
+    wrk -t2 -c32 -d"${secs}s" --latency -H "$3" "$2"
+  else
+    wrk -t2 -c32 -d"${secs}s" --latency "$2"
+  fi >"$work/wrk-$1"
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk-$1")
+  p50=$(awk '$1=="50%" {print $2}' "$work/wrk-$1")
+  p99=$(awk '$1=="99%" {print $2}' "$work/wrk-$1")
+  non2xx=$(awk '/Non-2xx/ {print $5}' "$work/wrk-$1")
+  echo "$rps $p50 $p99 ${non2xx:-0}"
+}
+
+echo "round  bare req/s (p50, p99)            metered req/s (p50, p99)         ratio"
+ratios=()
+for round in $(seq 1 "$rounds"); do
+  read -r b_rps b_p50 b_p99 b_bad < <(run_wrk bare "$base/healthz")
+  read -r m_rps m_p50 m_p99 m_bad < <(run_wrk metered "$base/api/v1/tenants/bench" "Authorization: Bearer $key")
+  if [ "$b_bad" != "0" ] || [ "$m_bad" != "0" ]; then
+    echo "non-2xx answers (bare $b_bad, metered $m_bad): the measurement is not valid" >&2
+    exit 1
+  fi
+  ratio=$(python3 -c "print(f'{$m_rps / $b_rps:.2f}')")
+  ratios+=("$ratio")
+  printf '%-6s %-32s %-32s %s\n' "$round" "$b_rps ($b_p50, $b_p99)" "$m_rps ($m_p50, $m_p99)" "$ratio"
+done
+median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+counted=$(python3 - "$work/data/tenants/bench/tenant.db" <<'PY'
+import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("select coalesce(sum(quantity),0) from usage_daily where metric='api_requests'").fetchone()[0])
+PY
+)
+echo "median ratio metered/bare: $median (target >= 0.50); api_requests counted: $counted"
