@@ -6,6 +6,7 @@ import { loadSession, signOut, useSession, wasSignedOutOnPurpose } from './lib/s
 import { clearLicenseStatus, refreshLicenseStatus, useLicenseStatus } from './lib/license.js';
 import { ChangePassword } from './pages/password.js';
 import { Tenant } from './pages/tenant.js';
+import { TenantUsage, UsageOverview } from './pages/usage.js';
 import { AcceptInvitation } from './pages/invite.js';
 import { Profile } from './pages/profile.js';
 import { Users } from './pages/users.js';
@@ -21,6 +22,7 @@ const ROUTES = [
   { path: '/', title: 'Overview', view: Overview, nav: true },
   { path: '/tenants', title: 'Tenants', view: Tenants, nav: true },
   { path: '/users', title: 'Accounts', view: Users, nav: true, admin: true },
+  { path: '/usage', title: 'Usage', view: UsageOverview, nav: true, admin: true },
   { path: '/audit', title: 'Audit log', view: SystemAudit, nav: true, admin: true },
   { path: '/license', title: 'Licence', view: License, nav: true, admin: true },
   { path: '/api-docs', title: 'API reference', view: ApiDocs, nav: true },
@@ -45,13 +47,17 @@ function App() {
   const path = usePath();
   const { loaded, info } = useSession();
   const tenantMatch = path.match(/^\/tenants\/([a-z0-9-]+)$/);
+  const usageMatch = path.match(/^\/tenants\/([a-z0-9-]+)\/usage$/);
   const inviteMatch = path.match(/^\/invite\/([0-9a-f]+)$/);
-  const routeId = tenantMatch ? tenantMatch[1] : inviteMatch ? inviteMatch[1] : undefined;
+  const tenantId = tenantMatch ? tenantMatch[1] : usageMatch ? usageMatch[1] : undefined;
+  const routeId = tenantId || (inviteMatch ? inviteMatch[1] : undefined);
   const route = tenantMatch
     ? { path, title: 'Tenant', view: Tenant }
-    : inviteMatch
-      ? { path, title: 'Invitation', view: AcceptInvitation }
-      : ROUTES.find((r) => r.path === path);
+    : usageMatch
+      ? { path, title: 'Tenant usage', view: TenantUsage }
+      : inviteMatch
+        ? { path, title: 'Invitation', view: AcceptInvitation }
+        : ROUTES.find((r) => r.path === path);
 
   // Where the session says the person must be: signed out → sign-in; temporary password → change it.
   useEffect(() => {
@@ -97,7 +103,7 @@ function App() {
         ? html`<div class="account">
             ${info.memberships.length > 0 && html`
               <label class="switcher">Tenant
-                <select aria-label="Switch tenant" value=${tenantMatch ? tenantMatch[1] : ''}
+                <select aria-label="Switch tenant" value=${tenantId || ''}
                   onChange=${(e) => e.currentTarget.value && navigate(`/tenants/${e.currentTarget.value}`)}>
                   <option value="">—</option>
                   ${info.memberships.map((m) => html`<option value=${m.tenant_id}>${m.tenant_name}</option>`)}

@@ -3,6 +3,7 @@
 // role; the server enforces it either way.
 import { html, useEffect, useState } from '../vendor/htm-preact-3.1.1.js';
 import { api } from '../lib/api.js';
+import { Link } from '../lib/router.js';
 import { useSession } from '../lib/session.js';
 import { ErrorBanner, Loading, formatTime } from '../lib/ui.js';
 import { AuditLog } from './audit-log.js';
@@ -208,7 +209,10 @@ export function Tenant({ id }) {
   const canManage = (info && info.user.is_system_admin) || (membership && rank(membership.role) >= rank('admin'));
   const tabs = [['members', 'Members'], ...(canManage ? [['keys', 'API keys'], ['audit', 'Audit log']] : [])];
   return html`
-    <h1>${tenant.name} <span class="muted small"><code>${tenant.id}</code></span></h1>
+    <div class="page-head">
+      <h1>${tenant.name} <span class="muted small"><code>${tenant.id}</code></span></h1>
+      ${canManage && html`<${Link} href=${`/tenants/${id}/usage`} class="button-link">Usage and quotas</${Link}>`}
+    </div>
     <div role="tablist" class="tabs">
       ${tabs.map(([key, label]) => html`
         <button type="button" role="tab" aria-selected=${tab === key} class=${tab === key ? 'tab active' : 'tab'} onClick=${() => setTab(key)}>${label}</button>`)}

@@ -329,7 +329,7 @@ test('every page loads directly by its URL (deep link) under the CSP, without er
   const pages = [
     ['/', 'Overview'], ['/tenants', 'Tenants'], ['/users', 'Accounts'], ['/audit', 'Audit log'],
     ['/api-docs', 'API reference'], ['/account/password', 'Change password'], ['/tenants/sales-team', 'Sales Team'],
-    ['/license', 'Licence'],
+    ['/license', 'Licence'], ['/usage', 'Usage'], ['/tenants/sales-team/usage', 'Usage'],
   ];
   for (const [path, heading] of pages) {
     const { page, problems } = await openPage();
@@ -726,6 +726,139 @@ test('licence: removal asks first, then the community plan applies; an enterpris
   assert.match(await users.textContent(), /unlimited/);
   assert.equal(await page.getByTestId('license-banner').count(), 0);
   await shot(page, 'license-enterprise');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('usage: API key requests are metered; quotas, alerts, chart, CSV and the system overview', async () => {
+  // 400: the refused quota; 429: the key's request over the quota, made on purpose.
+  const { page, problems } = await openPage([400, 429]);
+  await page.goto(`${base}/`);
+  await page.getByTestId('version').waitFor();
+  // A tenant and a read-only API key, through the API.
+  const secret = await page.evaluate(async () => {
+    const session = await (await fetch('/api/v1/auth/session')).json();
+    const post = (path, body) => fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
+      body: JSON.stringify(body) });
+    const tenant = await post('/api/v1/tenants', { name: 'Metered', id: 'metered' });
+    if (tenant.status !== 201) throw new Error(`tenant: ${tenant.status}`);
+    const key = await post('/api/v1/tenants/metered/api-keys', { name: 'metering probe', scopes: ['read'] });
+    if (key.status !== 201) throw new Error(`key: ${key.status}`);
+    return (await key.json()).secret;
+  });
+  // Requests with the key (no cookie) are counted; the browser session's own requests are not.
+  const byKey = (n) => page.evaluate(async ([k, n]) => {
+    const out = [];
+    for (let i = 0; i < n; i += 1) {
+      const r = await fetch('/api/v1/tenants/metered', { headers: { Authorization: `Bearer ${k}` }, credentials: 'omit' });
+      out.push({ status: r.status, body: r.ok ? null : await r.json() });
+    }
+    return out;
+  }, [secret, n]);
+  assert.deepEqual((await byKey(7)).map((r) => r.status), [200, 200, 200, 200, 200, 200, 200]);
+
+  // From the tenant page to its usage.
+  await page.goto(`${base}/tenants/metered`);
+  await page.getByRole('link', { name: 'Usage and quotas' }).click();
+  await page.getByRole('heading', { name: 'Usage', level: 1 }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/tenants/metered/usage');
+  assert.equal(await page.title(), 'Tenant usage · Enclave');
+  // The enterprise licence caps nothing and the tenant set nothing yet: no bars.
+  await page.getByTestId('no-quotas').waitFor();
+  const limits = page.getByRole('form', { name: 'Tenant limits' });
+  assert.match(await limits.getByRole('row', { name: /API requests/ }).textContent(), /API requests7unlimited/);
+  assert.match(await page.getByTestId('usage-total').textContent(), /^7 API requests/);
+  const keyRow = page.getByTestId('principal-table').getByRole('row', { name: /metering probe/ });
+  assert.match(await keyRow.textContent(), /API key metering probe ek_live_[0-9a-f]+…7100 %/);
+
+  // The tenant's own limit of 8: 7 of 8 is above 80 %, amber; no alert until a request reaches it.
+  await limits.getByLabel('API requests').fill('8');
+  await limits.getByRole('button', { name: 'Save limits' }).click();
+  await limits.getByRole('status').filter({ hasText: 'Saved the quotas.' }).waitFor();
+  const bar = page.getByTestId('quota-api_requests');
+  await bar.waitFor();
+  assert.match(await bar.textContent(), /7 of 8 \(87 %\)/);
+  assert.match(await bar.textContent(), /Tenant limit: 8Licence cap: unlimited/);
+  assert.equal(await bar.getAttribute('data-level'), 'high');
+  assert.equal(await bar.locator('progress').getAttribute('max'), '8');
+  assert.equal(await bar.locator('progress').getAttribute('value'), '7');
+  assert.equal(await page.getByTestId('alert-api_requests-80').count(), 0);
+  assert.match(await page.getByTestId('quota-reset').textContent(), /^Resets in (\d+ days?|\d+ h \d+ min|\d+ min|\d+ s)/);
+  await shot(page, 'tenant-usage-amber');
+
+  // A value the server refuses shows its message; nothing else changes.
+  await limits.getByLabel('Messages').fill('10000000000000000');
+  await limits.getByRole('button', { name: 'Save limits' }).click();
+  await limits.getByRole('alert').filter({ hasText: 'must be between 0 and 10^15' }).waitFor();
+  assert.match(await limits.getByRole('alert').textContent(), /invalid_request/);
+  assert.equal(await page.getByTestId('quota-messages').count(), 0);
+
+  // The eighth request reaches the limit: both alerts; the ninth is refused and not counted.
+  assert.deepEqual((await byKey(1)).map((r) => r.status), [200]);
+  const [refused] = await byKey(1);
+  assert.equal(refused.status, 429);
+  assert.equal(refused.body.error.code, 'quota_exceeded');
+  assert.deepEqual(refused.body.error.details, { metric: 'api_requests', limit: 8, used: 8 });
+  await page.reload();
+  await bar.waitFor();
+  assert.match(await bar.textContent(), /8 of 8 \(100 %\)/);
+  assert.equal(await bar.getAttribute('data-level'), 'full');
+  await page.getByTestId('alert-api_requests-80').filter({ hasText: '80 % alert' }).waitFor();
+  await page.getByTestId('alert-api_requests-100').filter({ hasText: '100 % alert' }).waitFor();
+  assert.match(await bar.textContent(), /Used up/);
+
+  // The chart: 31 days up to today (UTC), with today's bar at 8; the key's row in the table.
+  const chart = page.getByTestId('usage-chart');
+  const today = await chart.getAttribute('data-to');
+  assert.equal(today, new Date().toISOString().slice(0, 10));
+  assert.equal(await chart.getAttribute('role'), 'img');
+  assert.match(await chart.locator('title').first().textContent(), new RegExp(`^API requests per day, \\d{4}-\\d\\d-\\d\\d to ${today}$`));
+  const todayBar = chart.locator(`rect[data-period="${today}"]`);
+  assert.equal(await todayBar.getAttribute('data-value'), '8');
+  assert.ok(Number(await todayBar.getAttribute('height')) > 100, 'the highest bar fills most of the chart');
+  assert.equal(await chart.locator('rect.chart-bar').count(), 1);
+  assert.match(await keyRow.textContent(), /8100 %$/);
+  await shot(page, 'tenant-usage-full');
+
+  // The CSV has the same numbers.
+  const href = await page.getByTestId('usage-csv').getAttribute('href');
+  const csv = await page.evaluate(async (h) => (await fetch(h)).text(), href);
+  const lines = csv.trim().split('\n');
+  assert.equal(lines[0], 'period,metric,principal,quantity');
+  assert.match(lines[1], new RegExp(`^${today},api_requests,key:[0-9a-z-]+,8$`));
+
+  // Another metric: nothing used, an empty chart.
+  await page.getByLabel('Metric').selectOption('messages');
+  await page.getByTestId('principal-empty').waitFor();
+  assert.equal(await chart.locator('rect.chart-bar').count(), 0);
+  assert.match(await chart.locator('desc').textContent(), /No messages in these 31 days/);
+  await page.getByLabel('Metric').selectOption('api_requests');
+
+  // On a phone the page stacks and does not scroll sideways.
+  await page.setViewportSize({ width: 390, height: 844 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scrolling on a phone');
+  await shot(page, 'tenant-usage-phone');
+  await page.setViewportSize({ width: 1280, height: 720 });
+
+  // The system overview: top tenants first, this month, a link to each tenant's usage.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Usage' }).click();
+  await page.getByRole('heading', { name: 'Usage', level: 1 }).waitFor();
+  const table = page.getByTestId('usage-overview-table');
+  await table.waitFor();
+  assert.equal(await page.getByLabel('Month').inputValue(), new Date().toISOString().slice(0, 7));
+  const first = table.locator('tbody tr').first();
+  assert.equal(await first.getAttribute('data-tenant'), 'metered');
+  assert.equal(await first.locator('td[data-metric="api_requests"]').textContent(), '8');
+  await table.locator('tr[data-tenant="sales-team"]').waitFor();
+  await shot(page, 'usage-overview');
+  // An earlier month had no usage.
+  await page.getByLabel('Month').fill('2020-01');
+  await table.locator('tr[data-tenant="metered"] td[data-metric="api_requests"]').filter({ hasText: /^0$/ }).waitFor();
+  await page.getByLabel('Month').fill(new Date().toISOString().slice(0, 7));
+  await table.locator('tr[data-tenant="metered"] td[data-metric="api_requests"]').filter({ hasText: /^8$/ }).waitFor();
+  await first.getByRole('link', { name: 'Metered' }).click();
+  await page.getByTestId('quota-api_requests').waitFor();
+  assert.equal(new URL(page.url()).pathname, '/tenants/metered/usage');
   assert.deepEqual(problems, []);
   await page.close();
 });
