@@ -55,9 +55,11 @@ call("POST", "/api/v1/tenants", {"id": "bench", "name": "Bench"})
 made = call("POST", "/api/v1/tenants/bench/api-keys", {"name": "bench", "scopes": ["read"]})
 call("PUT", f"/api/v1/tenants/bench/api-keys/{made['key']['id']}/rate-limit", {"per_minute": 10000000})
 call("PUT", "/api/v1/tenants/bench/rate-limit", {"per_minute": 10000000})
-print(made["secret"])
+cookie = next(c for c in jar if "enclave_session" in c.name)
+print(made["secret"], f"{cookie.name}={cookie.value}")
 PY
 )
+read -r key cookie <<<"$key"
 
 run_wrk() { # name url [header]
   if [ -n "${3:-}" ]; then
@@ -72,7 +74,7 @@ run_wrk() { # name url [header]
   echo "$rps $p50 $p99 ${non2xx:-0}"
 }
 
-echo "round  bare req/s (p50, p99)            metered req/s (p50, p99)         ratio"
+echo "round  bare req/s (p50, p99)            metered req/s (p50, p99)         ratio   (session, unmetered: req/s)"
 ratios=()
 for round in $(seq 1 "$rounds"); do
   read -r b_rps b_p50 b_p99 b_bad < <(run_wrk bare "$base/healthz")
@@ -81,9 +83,10 @@ for round in $(seq 1 "$rounds"); do
     echo "non-2xx answers (bare $b_bad, metered $m_bad): the measurement is not valid" >&2
     exit 1
   fi
+  read -r s_rps _ _ _ < <(run_wrk session "$base/api/v1/tenants/bench" "Cookie: $cookie")
   ratio=$(python3 -c "print(f'{$m_rps / $b_rps:.2f}')")
   ratios+=("$ratio")
-  printf '%-6s %-32s %-32s %s\n' "$round" "$b_rps ($b_p50, $b_p99)" "$m_rps ($m_p50, $m_p99)" "$ratio"
+  printf '%-6s %-32s %-32s %-7s %s\n' "$round" "$b_rps ($b_p50, $b_p99)" "$m_rps ($m_p50, $m_p99)" "$ratio" "$s_rps"
 done
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 counted=$(python3 - "$work/data/tenants/bench/tenant.db" <<'PY'

@@ -1,7 +1,7 @@
 //! The meter: one way for every feature to count usage, durably, without a write per request.
 //!
-//! Events go through a channel to one writer thread, which **group-commits**: it takes what arrived
-//! within a few milliseconds (at most [`MAX_BATCH`] events), adds them to `usage_daily` of each tenant
+//! Events go through a channel to one writer thread, which **group-commits**: it takes every event that
+//! queued up while the previous batch was being committed (at most [`MAX_BATCH`]), adds them to `usage_daily` of each tenant
 //! in one transaction per tenant, and only then answers each event's sender. A metered request awaits
 //! that answer before it sends its 2xx, so every acknowledged request is counted even after `kill -9`;
 //! if the commit fails the request fails too.
@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
@@ -28,8 +27,6 @@ use crate::db::DbError;
 use crate::error::{Code, ErrorCode};
 use crate::tenancy::{TenantError, TenantId, TenantRegistry};
 
-/// The writer waits at most this long for more events before committing a batch.
-const BATCH_WINDOW: Duration = Duration::from_millis(4);
 /// A batch holds at most this many events.
 pub const MAX_BATCH: usize = 512;
 
@@ -334,11 +331,11 @@ fn write_loop(
     totals: &Mutex<Totals>,
 ) {
     while let Ok(first) = receiver.recv() {
+        // Group commit without a fixed wait: take everything that queued up while the previous batch
+        // was committing. Under load batches grow by themselves; an idle server commits at once.
         let mut batch = vec![first];
-        let deadline = Instant::now() + BATCH_WINDOW;
         while batch.len() < MAX_BATCH {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(left) {
+            match receiver.try_recv() {
                 Ok(command) => batch.push(command),
                 Err(_) => break,
             }
