@@ -314,6 +314,27 @@ pub async fn serve(
         }
     });
 
+    // Chargeback: close last month's statements (idempotent) at start and every six hours.
+    let statements_state = state.clone();
+    let closing = actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
+        loop {
+            tick.tick().await;
+            let s = statements_state.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                crate::usage::statements::close_last_month(&s.system, &s.tenants)
+            })
+            .await;
+            match result {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(statements = n, "closed last month's statements")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "closing statements failed; will retry"),
+                _ => {}
+            }
+        }
+    });
+
     // Audit retention (`audit.retention_days`): an hour after start, then daily.
     let retention_state = state.clone();
     let retention = actix_web::rt::spawn(async move {
@@ -354,6 +375,7 @@ pub async fn serve(
     purger.abort();
     retention.abort();
     licensing.abort();
+    closing.abort();
     // Every metered request already waited for its commit; this only stops the writer thread.
     let meter = state.usage.meter.clone();
     tokio::task::spawn_blocking(move || meter.shutdown())

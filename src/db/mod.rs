@@ -217,7 +217,9 @@ impl Database {
         &self.path
     }
 
-    fn connection(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, DbError> {
+    /// A pooled connection for reads outside [`Database::read`] (e.g. handing one to a function that
+    /// takes a `&Connection`). Writes go through [`Database::write`].
+    pub fn connection(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, DbError> {
         self.pool.get().map_err(|e| {
             crate::metrics::global().db_error();
             DbError::PoolTimeout(e.to_string())

@@ -19,11 +19,224 @@ pub fn configure_tenant_scope(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(quotas))
                 .route(web::put().to(set_quotas)),
         )
-        .service(super::resource("/rate-limit").route(web::put().to(set_rate_limit)));
+        .service(super::resource("/rate-limit").route(web::put().to(set_rate_limit)))
+        .service(super::resource("/statements").route(web::get().to(statements)))
+        .service(super::resource("/statements/{month}").route(web::get().to(statement)));
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/api/v1/usage").route(web::get().to(overview)));
+    cfg.service(super::resource("/api/v1/usage").route(web::get().to(overview)))
+        .service(
+            super::resource("/api/v1/billing/prices")
+                .route(web::get().to(get_prices))
+                .route(web::put().to(put_prices)),
+        );
+}
+
+use crate::usage::statements::{self, PriceList, Statement};
+
+/// The internal price list (system administrators; every tenant admin sees the prices in statements).
+#[utoipa::path(get, path = "/api/v1/billing/prices", tag = "usage", responses((status = 200, body = PriceList)))]
+pub async fn get_prices(
+    _admin: SystemAdmin,
+    state: web::Data<AppState>,
+) -> ApiResult<web::Json<PriceList>> {
+    let system = state.system.clone();
+    let list = run_blocking(move || system.db.read(statements::prices)).await?;
+    Ok(web::Json(list))
+}
+
+/// A price as people write it: `{"unit_size": 1000, "unit_price": "0.50"}` (decimal text, at most six
+/// decimals: 0.50 per 1,000 units).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceInput {
+    pub unit_size: u64,
+    pub unit_price: String,
+}
+
+/// Changes to the price list.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceUpdate {
+    /// ISO 4217 code or any short label (`EUR`, `USD`, `credits`).
+    pub currency: Option<String>,
+    /// metric → price, or `null` to remove a metric's price.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub prices: std::collections::BTreeMap<String, Option<PriceInput>>,
+}
+
+/// Sets internal prices (system administrators). Closed statements keep the prices of their month.
+#[utoipa::path(put, path = "/api/v1/billing/prices", tag = "usage", request_body = PriceUpdate,
+    responses((status = 200, body = PriceList), (status = 400, body = crate::http::openapi::ErrorResponse)))]
+pub async fn put_prices(
+    admin: SystemAdmin,
+    client: ClientInfo,
+    state: web::Data<AppState>,
+    body: web::Json<PriceUpdate>,
+) -> ApiResult<web::Json<PriceList>> {
+    let update = body.into_inner();
+    let invalid = |m: String| ApiError::new(Code::InvalidRequest, m);
+    if let Some(c) = &update.currency {
+        if c.trim().is_empty() || c.len() > 8 || !c.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+            return Err(invalid(format!(
+                "currency {c:?}: use up to 8 letters or digits, e.g. EUR"
+            )));
+        }
+    }
+    let mut changes = std::collections::BTreeMap::new();
+    for (name, price) in update.prices {
+        let metric = Metric::parse(&name)
+            .filter(|m| *m != Metric::StorageBytes)
+            .ok_or_else(|| invalid(format!("unknown metric {name:?}")))?;
+        let price = match price {
+            None => None,
+            Some(p) => {
+                if !(1..=1_000_000_000).contains(&p.unit_size) {
+                    return Err(invalid(format!(
+                        "the unit size of {name} must be between 1 and 1,000,000,000"
+                    )));
+                }
+                let micros = statements::parse_amount(&p.unit_price).ok_or_else(|| {
+                    invalid(format!(
+                        "the price of {name} must be a decimal such as 0.50 (at most six decimals, not negative), not {:?}",
+                        p.unit_price
+                    ))
+                })?;
+                Some(statements::Price {
+                    unit_size: p.unit_size,
+                    unit_price_micros: micros,
+                })
+            }
+        };
+        changes.insert(metric, price);
+    }
+    let actor = crate::audit::Actor::person(&admin.user().username, &client, true);
+    let system = state.system.clone();
+    let list = run_blocking(move || {
+        system.db.write(|tx| {
+            statements::set_prices(tx, update.currency.as_deref(), &changes, &actor)?;
+            statements::prices(tx).map_err(crate::db::DbError::from)
+        })
+    })
+    .await?;
+    Ok(web::Json(list))
+}
+
+/// A tenant's statements: the closed months and this month's preview.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatementIndex {
+    /// Months with a closed statement, newest first.
+    pub closed_months: Vec<String>,
+    /// This month so far (not final).
+    pub current: Statement,
+}
+
+/// Lists a tenant's statements (tenant admins).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/statements", tag = "usage",
+    params(("tenant" = String, Path, description = "tenant id")),
+    responses((status = 200, body = StatementIndex)))]
+pub async fn statements(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+) -> ApiResult<web::Json<StatementIndex>> {
+    tenant.require(Action::Manage)?;
+    let (_, month) = crate::usage::meter::day_and_month(crate::time_util::business_now());
+    let system = state.system.clone();
+    let id = tenant.id().to_string();
+    let name = tenant.record.name.clone();
+    let index = tenant
+        .run(move |db| {
+            let quantities = db.read(|c| statements::month_quantities(c, &month))?;
+            let (list, closed_months) = system
+                .db
+                .read(|c| Ok((statements::prices(c)?, statements::closed_months(c, &id)?)))?;
+            Ok::<_, crate::db::DbError>(StatementIndex {
+                closed_months,
+                current: statements::compute(&id, &name, &month, &quantities, &list, false),
+            })
+        })
+        .await?;
+    Ok(web::Json(index))
+}
+
+/// Output format of a statement.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StatementQuery {
+    /// `json` (default), `csv`, or `html` (a printable page).
+    pub format: Option<String>,
+}
+
+/// One month's statement (tenant admins). A past month is closed on first request (stored, final,
+/// audited); the current month is a preview.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/statements/{month}", tag = "usage",
+    params(("tenant" = String, Path, description = "tenant id"), ("month" = String, Path, description = "YYYY-MM"), StatementQuery),
+    responses((status = 200, body = Statement), (status = 400, body = crate::http::openapi::ErrorResponse)))]
+pub async fn statement(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    client: ClientInfo,
+    path: web::Path<(String, String)>,
+    query: web::Query<StatementQuery>,
+) -> ApiResult<HttpResponse> {
+    tenant.require(Action::Manage)?;
+    let (_, month) = path.into_inner();
+    parse_day("month", &format!("{month}-01"))?;
+    if month.len() != 7 {
+        return Err(bad("month must look like 2026-11"));
+    }
+    let (_, current) = crate::usage::meter::day_and_month(crate::time_util::business_now());
+    if month > current {
+        return Err(bad(format!("{month} has not started yet")));
+    }
+    let system = state.system.clone();
+    let id = tenant.id().to_string();
+    let name = tenant.record.name.clone();
+    let actor = crate::audit::Actor::of(&tenant.caller, &client);
+    let month_q = month.clone();
+    let statement = tenant
+        .run(move |db| {
+            let conn = db.connection()?;
+            if month_q == current {
+                let quantities = statements::month_quantities(&conn, &month_q)?;
+                let list = system.db.read(statements::prices)?;
+                Ok(statements::compute(
+                    &id,
+                    &name,
+                    &month_q,
+                    &quantities,
+                    &list,
+                    false,
+                ))
+            } else {
+                statements::close(&system, &conn, &id, &name, &month_q, &actor)
+            }
+        })
+        .await?;
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok().json(statement)),
+        "csv" => Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                "Content-Disposition",
+                format!(
+                    "attachment; filename=\"statement-{}-{month}.csv\"",
+                    tenant.id()
+                ),
+            ))
+            .body(statements::to_csv(&statement))),
+        "html" => Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            // A standalone page: its own styles, no scripts, nothing from elsewhere.
+            .insert_header((
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ))
+            .body(statements::to_html(&statement))),
+        other => Err(bad(format!("format {other:?} is not json, csv or html"))),
+    }
 }
 
 /// Which usage to return.

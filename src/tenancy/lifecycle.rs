@@ -185,6 +185,15 @@ pub fn purge_due(
     for raw in due {
         let id = TenantId::parse(&raw)?;
         let dir = tenant_dir(data_dir, &id);
+        // Its chargeback statements outlive it: every month with usage gets its closed statement now.
+        let name = load(&*system.db.connection()?, &id)?.name;
+        crate::usage::statements::close_before_purge(
+            system,
+            &crate::tenancy::tenant_db_path(data_dir, &id),
+            id.as_str(),
+            &name,
+            actor,
+        )?;
         if dir.exists() {
             let trash = data_dir
                 .join(TENANTS_DIR)

@@ -8,6 +8,7 @@
 pub mod gate;
 pub mod meter;
 pub mod rate_limit;
+pub mod statements;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

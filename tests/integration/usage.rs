@@ -296,3 +296,176 @@ fn kill_9_under_load_loses_no_acknowledged_request() {
         "counted {counted} for {acked} acknowledged"
     );
 }
+
+#[test]
+fn statements_price_the_month_exactly_close_when_it_ends_and_outlive_the_tenant() {
+    let server = Server::start();
+    server.create_tenant("acme");
+    let (_, key) = server.create_key("acme", &["read"]);
+    // Prices: bad ones are refused; 0.50 per 1,000 API requests... and a round number per request.
+    for (body, what) in [
+        (
+            json!({"prices": {"api_requests": {"unit_size": 1000, "unit_price": "-1"}}}),
+            "negative",
+        ),
+        (
+            json!({"prices": {"api_requests": {"unit_size": 0, "unit_price": "1"}}}),
+            "zero unit",
+        ),
+        (
+            json!({"prices": {"api_requests": {"unit_size": 1, "unit_price": "0.1234567"}}}),
+            "7 decimals",
+        ),
+        (
+            json!({"prices": {"bogus": {"unit_size": 1, "unit_price": "1"}}}),
+            "unknown metric",
+        ),
+        (json!({"currency": "€ uro"}), "currency"),
+    ] {
+        let reply = server.call(
+            "PUT",
+            "/api/v1/billing/prices",
+            Some(&body),
+            server.admin.as_ref(),
+        );
+        assert_eq!(reply.status, 400, "{what}: {}", reply.body);
+    }
+    let set = server.call(
+        "PUT",
+        "/api/v1/billing/prices",
+        Some(&json!({"currency": "EUR", "prices": {"api_requests": {"unit_size": 3, "unit_price": "0.10"}}})),
+        server.admin.as_ref(),
+    );
+    assert_eq!(set.status, 200, "{}", set.body);
+    for _ in 0..7 {
+        assert_eq!(
+            server
+                .call_with_key("GET", "/api/v1/tenants/acme", None, &key)
+                .status,
+            200
+        );
+    }
+    let index = server.get("/api/v1/tenants/acme/statements").json();
+    let current = &index["current"];
+    assert_eq!(current["closed"], false);
+    let api = current["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["metric"] == "api_requests")
+        .cloned()
+        .expect("line");
+    assert_eq!(api["quantity"], 7);
+    // 7 × 0.10 / 3 = 0.233333… → 233 333 micros (half up), and the total is the sum of the lines.
+    assert_eq!(api["amount_micros"], 233_333);
+    let sum: u64 = current["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(|l| l["amount_micros"].as_u64())
+        .sum();
+    assert_eq!(current["total_micros"], sum);
+    let month = current["month"].as_str().expect("month").to_string();
+    let html = server.get(&format!(
+        "/api/v1/tenants/acme/statements/{month}?format=html"
+    ));
+    assert!(
+        html.body.contains("<td class=n>0.233333</td>"),
+        "{}",
+        html.body
+    );
+    assert!(html.body.contains("preview"));
+    let csv = server.get(&format!(
+        "/api/v1/tenants/acme/statements/{month}?format=csv"
+    ));
+    assert!(
+        csv.body
+            .contains(&format!("acme,{month},total,,,,0.233333,EUR")),
+        "{}",
+        csv.body
+    );
+    assert_eq!(
+        server.get("/api/v1/tenants/acme/statements/2999-01").status,
+        400,
+        "a future month"
+    );
+
+    // Next month (test clock): the past month's statement is closed and final, even after a price change.
+    let (status, stderr, cwd) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    let data_dir = cwd.path().join("data");
+    let mut options = Options {
+        enterprise_license: false,
+        ..Options::default()
+    };
+    options.env.push((
+        "ENCLAVE_TEST_CLOCK_OFFSET_SECS".into(),
+        (32 * 86_400).to_string(),
+    ));
+    let server = Server::spawn(cwd, data_dir, options);
+    let closed = server
+        .get(&format!("/api/v1/tenants/acme/statements/{month}"))
+        .json();
+    assert_eq!(closed["closed"], true, "{closed}");
+    assert_eq!(closed["total_micros"], 233_333);
+    server.call(
+        "PUT",
+        "/api/v1/billing/prices",
+        Some(&json!({"prices": {"api_requests": {"unit_size": 1, "unit_price": "100"}}})),
+        server.admin.as_ref(),
+    );
+    let again = server
+        .get(&format!("/api/v1/tenants/acme/statements/{month}"))
+        .json();
+    assert_eq!(
+        again["total_micros"], 233_333,
+        "closed statements never change"
+    );
+    let log = server
+        .get("/api/v1/tenants/acme/audit?action=usage.statement_close")
+        .json();
+    assert_eq!(
+        log["entries"].as_array().expect("entries").len(),
+        1,
+        "{log}"
+    );
+
+    // A tenant deleted mid-month: purged after its grace period, its statements stay.
+    assert_eq!(
+        server
+            .call_with_key("GET", "/api/v1/tenants/acme", None, &key)
+            .status,
+        200
+    );
+    let deleted = server.call(
+        "DELETE",
+        "/api/v1/admin/tenants/acme",
+        None,
+        server.admin.as_ref(),
+    );
+    assert!(deleted.status < 300, "{}", deleted.body);
+    let system = rusqlite::Connection::open(server.data_dir.join("system.db")).expect("open");
+    system
+        .execute("UPDATE tenants SET delete_after = 0 WHERE id = 'acme'", [])
+        .expect("grace over");
+    drop(system);
+    let data_arg = server.data_dir.to_str().expect("utf8").to_string();
+    let (code, out, err) = run(
+        server.cwd.path(),
+        &["--data-dir", &data_arg, "tenant", "purge"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let system = rusqlite::Connection::open(server.data_dir.join("system.db")).expect("open");
+    let months: Vec<String> = system
+        .prepare("SELECT month FROM usage_statements WHERE tenant_id = 'acme' ORDER BY month")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        months.len(),
+        2,
+        "last month and the partial month of the deletion: {months:?}"
+    );
+}
