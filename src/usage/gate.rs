@@ -59,11 +59,14 @@ pub async fn admit(state: &AppState, ctx: &TenantCtx) -> Result<Option<Admission
     let default_rate = plan_rate_per_minute(plan.entitlements.plan);
     let usage = state.usage.clone();
     let tenant_id = ctx.id().clone();
-    let own = {
-        let tenant_id = tenant_id.clone();
-        ctx.run(move |db| usage.tenant_limits(&tenant_id, db))
-            .await
-            .map_err(|e| actix_web::ResponseError::error_response(&e))?
+    let own = match usage.cached_limits(&tenant_id) {
+        Some(own) => own,
+        None => {
+            let tenant_id = tenant_id.clone();
+            ctx.run(move |db| usage.tenant_limits(&tenant_id, db))
+                .await
+                .map_err(|e| actix_web::ResponseError::error_response(&e))?
+        }
     };
     let key_bucket = format!("key:{}", key.id);
     let tenant_bucket = format!("tenant:{}", ctx.id());

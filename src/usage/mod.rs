@@ -142,6 +142,15 @@ impl Usage {
         Ok(loaded)
     }
 
+    /// The tenant's limits if already cached (no database access, so no trip to the blocking pool).
+    pub fn cached_limits(&self, tenant: &TenantId) -> Option<Arc<TenantLimits>> {
+        self.settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant.as_str())
+            .cloned()
+    }
+
     /// Forgets the cached settings of a tenant (after a change).
     pub fn forget_settings(&self, tenant: &TenantId) {
         self.settings
