@@ -37,6 +37,7 @@ pub mod env {
     pub const SESSION_MAX_HOURS: &str = "ENCLAVE_SESSION_MAX_HOURS";
     pub const TRUST_PROXY: &str = "ENCLAVE_TRUST_PROXY";
     pub const AUDIT_RETENTION_DAYS: &str = "ENCLAVE_AUDIT_RETENTION_DAYS";
+    pub const WEBHOOK_ALLOW_PRIVATE: &str = "ENCLAVE_WEBHOOK_ALLOW_PRIVATE";
 
     /// Every variable above; anything else starting with `ENCLAVE_` earns a warning.
     pub const ALL: &[&str] = &[
@@ -56,6 +57,7 @@ pub mod env {
         SESSION_MAX_HOURS,
         TRUST_PROXY,
         AUDIT_RETENTION_DAYS,
+        WEBHOOK_ALLOW_PRIVATE,
     ];
 }
 
@@ -67,6 +69,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
+    pub usage: UsageConfig,
     pub log: LogConfig,
 }
 
@@ -129,6 +132,14 @@ impl Default for AuthConfig {
 pub struct AuditConfig {
     /// Entries older than this many days are pruned (daily); 0 keeps them forever.
     pub retention_days: u32,
+}
+
+/// Usage accounting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// Let quota alert webhooks reach loopback and link-local addresses (off: refused, SSRF guard).
+    pub webhook_allow_private: bool,
 }
 
 /// Logging.
@@ -371,6 +382,9 @@ impl Config {
         if let Some(v) = lookup(env::AUDIT_RETENTION_DAYS) {
             self.audit.retention_days = parse(env::AUDIT_RETENTION_DAYS, v)?;
         }
+        if let Some(v) = lookup(env::WEBHOOK_ALLOW_PRIVATE) {
+            self.usage.webhook_allow_private = parse(env::WEBHOOK_ALLOW_PRIVATE, v)?;
+        }
         Ok(())
     }
 
@@ -535,6 +549,12 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 # is itself audited, and `enclave audit verify` checks the rest of the chain from that point.
 # Minimum 30. Env: ENCLAVE_AUDIT_RETENTION_DAYS
 # retention_days = 0
+
+[usage]
+# Quota alert webhooks may not reach loopback or link-local addresses (such as 127.0.0.1 or the cloud
+# metadata address 169.254.169.254); set to true to allow them. Private ranges (10/8, 192.168/16, ...)
+# are always allowed. Env: ENCLAVE_WEBHOOK_ALLOW_PRIVATE
+# webhook_allow_private = false
 
 [log]
 # error, warn, info, debug, trace, or a filter such as "info,enclave=debug".

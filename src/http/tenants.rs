@@ -241,10 +241,10 @@ pub async fn patch_settings(
                 ),
             ));
         }
-        if key == crate::usage::RATE_LIMIT_SETTING {
+        if key == crate::usage::RATE_LIMIT_SETTING || key == crate::usage::webhook::WEBHOOK_SETTING {
             return Err(ApiError::new(
                 Code::InvalidRequest,
-                "set the tenant's rate limit with PUT /api/v1/tenants/{tenant}/rate-limit",
+                format!("{key} has its own route: PUT /api/v1/tenants/{{tenant}}/rate-limit or /alert-webhook"),
             ));
         }
         let json = (!value.is_null()).then(|| value.to_string());

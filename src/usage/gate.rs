@@ -181,6 +181,11 @@ async fn record_alerts(state: &AppState, ctx: &TenantCtx, metric: Metric, quota:
         }
         let month = month.clone();
         let tenant = ctx.id().to_string();
+        let webhook_url = state
+            .usage
+            .cached_limits(ctx.id())
+            .and_then(|l| l.webhook_url.clone());
+        let allow_private = state.config.usage.webhook_allow_private;
         let written = ctx
             .run(move |db| {
                 db.write(|tx| {
@@ -197,6 +202,16 @@ async fn record_alerts(state: &AppState, ctx: &TenantCtx, metric: Metric, quota:
                         ],
                     )?;
                     if inserted > 0 {
+                        if let Some(url) = webhook_url.clone() {
+                            crate::usage::webhook::send(
+                                url,
+                                allow_private,
+                                serde_json::json!({
+                                    "event": "quota_alert", "tenant": tenant, "metric": metric.as_str(),
+                                    "month": month, "percent": percent, "used": used, "quota": quota,
+                                }),
+                            );
+                        }
                         crate::audit::append(
                             tx,
                             &crate::audit::Actor::cli(),

@@ -9,6 +9,7 @@ pub mod gate;
 pub mod meter;
 pub mod rate_limit;
 pub mod statements;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -133,7 +134,10 @@ impl Usage {
         }
         let loaded = Arc::new(TenantLimits {
             quotas: read_quotas(db)?,
-            rate_per_minute: read_rate_limit(db)?,
+            rate_per_minute: read_setting(db, RATE_LIMIT_SETTING)?
+                .and_then(|v| v.trim().parse::<u32>().ok()),
+            webhook_url: read_setting(db, webhook::WEBHOOK_SETTING)?
+                .and_then(|v| serde_json::from_str::<String>(&v).ok()),
         });
         self.settings
             .lock()
@@ -167,22 +171,21 @@ pub struct TenantLimits {
     pub quotas: HashMap<Metric, u64>,
     /// Requests per minute for the tenant as a whole (all its keys); `None`: the plan's default.
     pub rate_per_minute: Option<u32>,
+    /// Where quota alerts are posted, if anywhere.
+    pub webhook_url: Option<String>,
 }
 
 /// The tenant settings key of its requests-per-minute limit.
 pub const RATE_LIMIT_SETTING: &str = "rate_limit_per_minute";
 
-fn read_rate_limit(db: &crate::db::Database) -> Result<Option<u32>, crate::db::DbError> {
+fn read_setting(db: &crate::db::Database, key: &str) -> Result<Option<String>, crate::db::DbError> {
     use rusqlite::OptionalExtension;
-    let value: Option<String> = db.read(|c| {
-        c.query_row(
-            "SELECT value FROM settings WHERE key = ?1",
-            [RATE_LIMIT_SETTING],
-            |r| r.get(0),
-        )
+    db.read(|c| {
+        c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
         .optional()
-    })?;
-    Ok(value.and_then(|v| v.trim().parse::<u32>().ok()))
+    })
 }
 
 /// The tenant's own quota settings from its database.
