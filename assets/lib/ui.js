@@ -61,3 +61,16 @@ export function saveTextFile(filename, text) {
   // The download has its own copy by the time this runs.
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
+
+/**
+ * Millionths of a currency ("micros", as the server keeps money) as an exact decimal with at least two
+ * decimals and at most six: 1500000 → "1.50", 266667 → "0.266667". Integer arithmetic only, so that no
+ * floating point rounding shows (exact for every amount below 2^53 micros).
+ */
+export function formatMoney(micros) {
+  const m = Math.max(0, Math.trunc(Number(micros) || 0));
+  const rest = m % 1e6;
+  const whole = (m - rest) / 1e6;
+  const fraction = String(rest).padStart(6, '0').replace(/0+$/, '').padEnd(2, '0');
+  return `${whole}.${fraction}`;
+}

@@ -1,10 +1,11 @@
 // Usage: a tenant's monthly quotas (bars, alerts, its own settings), its daily usage over the last 30
-// days as a bar chart drawn here in SVG, who used it (API keys and users), and the CSV download; and, for
-// system administrators, every tenant's totals for a month.
+// days as a bar chart drawn here in SVG, who used it (API keys and users), the CSV download, and its
+// chargeback statements (this month's preview, the closed months); and, for system administrators, every
+// tenant's totals for a month and the internal prices the statements use.
 import { html, useEffect, useState } from '../vendor/htm-preact-3.1.1.js';
 import { api } from '../lib/api.js';
 import { Link } from '../lib/router.js';
-import { ErrorBanner, Loading, formatDuration, formatNumber } from '../lib/ui.js';
+import { ErrorBanner, Loading, formatDuration, formatMoney, formatNumber } from '../lib/ui.js';
 
 // Every metric counted per month, in the order shown: its name, its label, and its noun in a sentence.
 const METRICS = [
@@ -262,7 +263,68 @@ function History({ tenantId }) {
     </section>`;
 }
 
-/** /tenants/{id}/usage: quotas, limits form, history (tenant administrators). */
+/** A price as people read it: "0.10 per 1,000". */
+function describePrice(price) {
+  if (!price) return html`<span class="muted">no price</span>`;
+  return html`${formatMoney(price.unit_price_micros)} <span class="muted">per ${formatNumber(price.unit_size)}</span>`;
+}
+
+/** The links to a month's statement as a printable page (new tab) and as CSV. */
+function StatementLinks({ tenantId, month, testid }) {
+  const url = `/api/v1/tenants/${tenantId}/statements/${month}`;
+  return html`
+    <span class="statement-links">
+      <a class="button-link" href=${`${url}?format=html`} target="_blank" rel="noopener" data-testid=${`${testid}-print`}>View (printable)<span class="visually-hidden"> ${month}, opens in a new tab</span></a>
+      <a class="button-link" href=${`${url}?format=csv`} download=${`statement-${tenantId}-${month}.csv`} data-testid=${`${testid}-csv`}>CSV<span class="visually-hidden"> ${month}</span></a>
+    </span>`;
+}
+
+/** This month's statement so far (priced with today's prices) and the closed months' statements. */
+function Statements({ tenantId }) {
+  const [index, setIndex] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => { api.get(`/api/v1/tenants/${tenantId}/statements`).then(setIndex, setError); }, [tenantId]);
+  const head = html`<h2 id="statements-h">Statements</h2>`;
+  if (error) return html`<section class="card" aria-labelledby="statements-h">${head}<${ErrorBanner} error=${error} /></section>`;
+  if (!index) return html`<section class="card" aria-labelledby="statements-h">${head}<${Loading} what="the statements" /></section>`;
+  const s = index.current;
+  return html`
+    <section class="card statements" aria-labelledby="statements-h" data-testid="statements">
+      <div class="card-head">
+        ${head}
+        <${StatementLinks} tenantId=${tenantId} month=${s.month} testid="statement-current" />
+      </div>
+      <p class="small muted" data-testid="statement-preview-note">
+        <span class="pill pill-tone-warn">Preview</span> ${s.month} so far: the month is not over, so quantities and
+        amounts still change. Its statement is closed, with the prices of that moment, once the month has ended.</p>
+      <div class="table-scroll">
+        <table class="dense statement-table" data-testid="statement-current">
+          <caption class="visually-hidden">Statement preview for ${s.month} in ${s.currency}</caption>
+          <thead><tr><th scope="col">Metric</th><th scope="col" class="num">Quantity</th>
+            <th scope="col" class="num">Price (${s.currency})</th><th scope="col" class="num">Amount (${s.currency})</th></tr></thead>
+          <tbody>${s.lines.map((l) => html`
+            <tr key=${l.metric} data-metric=${l.metric} class=${l.quantity === 0 && !l.price ? 'muted' : ''}>
+              <th scope="row">${labelOf(l.metric)}</th>
+              <td class="num" data-cell="quantity">${formatNumber(l.quantity)}</td>
+              <td class="num" data-cell="price">${describePrice(l.price)}</td>
+              <td class="num" data-cell="amount">${formatMoney(l.amount_micros)}</td>
+            </tr>`)}
+          </tbody>
+          <tfoot><tr><th scope="row" colspan="3">Total</th>
+            <td class="num" data-testid="statement-total">${formatMoney(s.total_micros)} ${s.currency}</td></tr></tfoot>
+        </table>
+      </div>
+      <h3>Closed months</h3>
+      ${index.closed_months.length === 0
+        ? html`<p class="muted small" data-testid="statements-none-closed">No closed statements yet: a month's statement is closed after the month ends.</p>`
+        : html`<ul class="statement-months" data-testid="statements-closed">${index.closed_months.map((m) => html`
+            <li key=${m} data-month=${m}><span class="statement-month">${m}</span>
+              <${StatementLinks} tenantId=${tenantId} month=${m} testid=${`statement-${m}`} /></li>`)}
+          </ul>`}
+    </section>`;
+}
+
+/** /tenants/{id}/usage: quotas, limits form, history, statements (tenant administrators). */
 export function TenantUsage({ id }) {
   const [tenant, setTenant] = useState(null);
   const [error, setError] = useState(null);
@@ -275,12 +337,107 @@ export function TenantUsage({ id }) {
     <div class="usage-layout">
       <${Quotas} tenantId=${id} />
       <${History} tenantId=${id} />
+      <${Statements} tenantId=${id} />
     </div>`;
 }
 
 const thisMonth = () => new Date().toISOString().slice(0, 7);
 
-/** /usage: every tenant's totals for a month, most API requests first (system administrators). */
+// The unit size offered for a metric that has no price yet: tokens are priced per thousand.
+const defaultUnitSize = (metric) => (metric.includes('tokens') ? '1000' : '1');
+
+/** The form's text for a price list: the price as an exact decimal, the unit size; empty: no price. */
+function priceFields(list) {
+  return Object.fromEntries(METRICS.map(([m]) => {
+    const p = list.prices[m];
+    return [m, p ? { price: formatMoney(p.unit_price_micros), size: String(p.unit_size) } : { price: '', size: defaultUnitSize(m) }];
+  }));
+}
+
+/** The internal prices statements use: a currency, and per metric a price per unit size (system administrators). */
+function PriceSettings() {
+  const [list, setList] = useState(null);
+  const [currency, setCurrency] = useState('');
+  const [fields, setFields] = useState(null);
+  const [loadError, setLoadError] = useState(null);
+  const [error, setError] = useState(null);
+  const [saved, setSaved] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const show = (answer) => {
+    setList(answer);
+    setCurrency(answer.currency);
+    setFields(priceFields(answer));
+  };
+  useEffect(() => { api.get('/api/v1/billing/prices').then(show, setLoadError); }, []);
+  const head = html`<h2 id="prices-h">Internal prices</h2>`;
+  if (loadError) return html`<section class="card" aria-labelledby="prices-h">${head}<${ErrorBanner} error=${loadError} /></section>`;
+  if (!list) return html`<section class="card" aria-labelledby="prices-h">${head}<${Loading} what="the prices" /></section>`;
+  const setField = (metric, key, value) => setFields({ ...fields, [metric]: { ...fields[metric], [key]: value } });
+
+  async function save(event) {
+    event.preventDefault();
+    setError(null);
+    setSaved(null);
+    // Only what changed, so that the audit log records what was meant. The server checks the values.
+    const before = priceFields(list);
+    const body = { prices: {} };
+    if (currency.trim() !== list.currency) body.currency = currency.trim();
+    for (const [m] of METRICS) {
+      const price = fields[m].price.trim();
+      const size = fields[m].size.trim();
+      if (price === before[m].price && (price === '' || size === before[m].size)) continue;
+      if (price === '') body.prices[m] = null;
+      else body.prices[m] = { unit_size: size === '' ? 0 : Number(size), unit_price: price };
+    }
+    if (body.currency === undefined && Object.keys(body.prices).length === 0) {
+      setSaved('Nothing changed.');
+      return;
+    }
+    setBusy(true);
+    try {
+      show(await api.put('/api/v1/billing/prices', body));
+      setSaved('Saved the prices. Statements of the current month use them now; closed months keep theirs.');
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return html`
+    <form class="card price-form" onSubmit=${save} aria-labelledby="prices-h" data-testid="price-form">
+      ${head}
+      <p class="small muted">What each tenant's monthly statement charges for its usage. An empty price: that metric costs nothing.
+        Prices are exact decimals with at most six decimals, e.g. 0.50 per 1000 tokens.</p>
+      <div class="price-currency">
+        <label for="price-currency">Currency</label>
+        <input id="price-currency" type="text" required maxlength="8" autocomplete="off" spellcheck="false" value=${currency}
+          onInput=${(e) => setCurrency(e.currentTarget.value)} />
+      </div>
+      <div class="table-scroll">
+        <table class="dense">
+          <thead><tr><th scope="col">Metric</th><th scope="col">Price (${list.currency})</th><th scope="col">Unit size</th><th scope="col" class="num">Now</th></tr></thead>
+          <tbody>${METRICS.map(([m, label]) => html`
+            <tr key=${m} data-metric=${m}>
+              <th scope="row"><label for=${'price-' + m}>${label}</label></th>
+              <td><input id=${'price-' + m} type="text" inputmode="decimal" autocomplete="off" placeholder="no price"
+                aria-label=${`${label} price`} value=${fields[m].price} onInput=${(e) => setField(m, 'price', e.currentTarget.value)} /></td>
+              <td><input id=${'unit-' + m} type="number" min="1" step="1" inputmode="numeric" aria-label=${`${label} unit size`}
+                value=${fields[m].size} onInput=${(e) => setField(m, 'size', e.currentTarget.value)} /></td>
+              <td class="num small">${list.prices[m]
+                ? html`${formatMoney(list.prices[m].unit_price_micros)} ${list.currency} <span class="muted">per ${formatNumber(list.prices[m].unit_size)}</span>`
+                : html`<span class="muted">no price</span>`}</td>
+            </tr>`)}
+          </tbody>
+        </table>
+      </div>
+      <${ErrorBanner} error=${error} />
+      ${saved && html`<div class="banner banner-ok" role="status">${saved}</div>`}
+      <button type="submit" disabled=${busy}>${busy ? 'Saving…' : 'Save prices'}</button>
+    </form>`;
+}
+
+/** /usage: every tenant's totals for a month, most API requests first, and the internal prices (system administrators). */
 export function UsageOverview() {
   const [month, setMonth] = useState('');
   const [answer, setAnswer] = useState(null);
@@ -315,5 +472,6 @@ export function UsageOverview() {
           </tbody>
         </table>
       </div>
-      <p class="small muted">Totals for ${answer.month} (UTC). Sign-ins and browser sessions are not counted; API keys are.</p>`}`;
+      <p class="small muted">Totals for ${answer.month} (UTC). Sign-ins and browser sessions are not counted; API keys are.</p>`}
+    <${PriceSettings} />`;
 }

@@ -863,6 +863,132 @@ test('usage: API key requests are metered; quotas, alerts, chart, CSV and the sy
   await page.close();
 });
 
+test('billing: prices set through the form price the statement preview; printable page and CSV; refused prices show the server message', async () => {
+  // 400: the refused prices, sent on purpose.
+  const { page, problems } = await openPage([400]);
+  // Exact money formatting for the expected values, independent of the UI's: micros → "0.266667", "1.50".
+  const money = (micros) => {
+    const m = BigInt(micros);
+    return `${m / 1000000n}.${String(m % 1000000n).padStart(6, '0').replace(/0+$/, '').padEnd(2, '0')}`;
+  };
+  const micros = (text) => {
+    const [whole, fraction = ''] = text.trim().split('.');
+    return BigInt(whole) * 1000000n + BigInt(fraction.padEnd(6, '0'));
+  };
+  const getJson = (path) => page.evaluate(async (p) => (await fetch(p)).json(), path);
+
+  await page.goto(`${base}/usage`);
+  await page.getByRole('heading', { name: 'Usage', level: 1 }).waitFor();
+  const form = page.getByRole('form', { name: 'Internal prices' });
+  await form.waitFor();
+  assert.deepEqual(await getJson('/api/v1/billing/prices'), { currency: 'EUR', prices: {} }, 'no prices on a fresh server');
+
+  // Values the server refuses: its message shows, nothing is saved.
+  await form.getByLabel('Currency').fill('E U R');
+  await form.getByLabel('API requests price').fill('0.10');
+  await form.getByLabel('API requests unit size').fill('3');
+  await form.getByRole('button', { name: 'Save prices' }).click();
+  await form.getByRole('alert').filter({ hasText: 'currency "E U R": use up to 8 letters or digits' }).waitFor();
+  await form.getByLabel('Currency').fill('EUR');
+  await form.getByLabel('API requests price').fill('-1');
+  await form.getByRole('button', { name: 'Save prices' }).click();
+  await form.getByRole('alert').filter({ hasText: 'must be a decimal such as 0.50' }).filter({ hasText: '"-1"' }).waitFor();
+  await form.getByLabel('API requests price').fill('0.1234567');
+  await form.getByRole('button', { name: 'Save prices' }).click();
+  const refused = form.getByRole('alert').filter({ hasText: 'not "0.1234567"' });
+  await refused.waitFor();
+  assert.match(await refused.textContent(), /the price of api_requests must be a decimal such as 0\.50 \(at most six decimals, not negative\)/);
+  assert.match(await refused.textContent(), /invalid_request/);
+  await shot(page, 'billing-price-refused');
+  assert.deepEqual(await getJson('/api/v1/billing/prices'), { currency: 'EUR', prices: {} }, 'nothing saved');
+
+  // EUR, API requests at 0.10 per 3 requests.
+  await form.getByLabel('API requests price').fill('0.10');
+  await form.getByRole('button', { name: 'Save prices' }).click();
+  await form.getByRole('status').filter({ hasText: 'Saved the prices.' }).waitFor();
+  assert.equal(await form.getByRole('alert').count(), 0);
+  assert.deepEqual(await getJson('/api/v1/billing/prices'),
+    { currency: 'EUR', prices: { api_requests: { unit_size: 3, unit_price_micros: 100000 } } });
+  assert.match(await form.locator('tr[data-metric="api_requests"]').textContent(), /0\.10 EUR per 3$/);
+  assert.equal(await form.getByLabel('API requests price').inputValue(), '0.10');
+  assert.equal(await form.getByLabel('Messages price').inputValue(), '');
+  // Saving again changes nothing.
+  await form.getByRole('button', { name: 'Save prices' }).click();
+  await form.getByRole('status').filter({ hasText: 'Nothing changed.' }).waitFor();
+  await shot(page, 'billing-prices');
+
+  // What the statement should say: this month's quantity from the API, priced here, rounded half up.
+  const index = await getJson('/api/v1/tenants/metered/statements');
+  const month = new Date().toISOString().slice(0, 7);
+  assert.equal(index.current.month, month);
+  assert.equal(index.current.closed, false);
+  const quantity = index.current.lines.find((l) => l.metric === 'api_requests').quantity;
+  assert.ok(quantity >= 8, `the usage test made 8 metered requests, the API says ${quantity}`);
+  const amount = (BigInt(quantity) * 100000n * 2n + 3n) / 6n; // quantity × 0.10 / 3, half up, in micros
+  if (quantity === 8) assert.equal(money(amount), '0.266667');
+
+  // Last month's statement: requesting it closes it (the tenant used nothing then).
+  const [y, m] = month.split('-').map(Number);
+  const lastMonth = m === 1 ? `${y - 1}-12` : `${y}-${String(m - 1).padStart(2, '0')}`;
+  const closed = await getJson(`/api/v1/tenants/metered/statements/${lastMonth}`);
+  assert.equal(closed.closed, true);
+  assert.equal(closed.total_micros, 0);
+
+  await page.goto(`${base}/tenants/metered/usage`);
+  const card = page.getByTestId('statements');
+  const table = card.getByTestId('statement-current');
+  await table.waitFor();
+  const row = table.locator('tr[data-metric="api_requests"]');
+  assert.equal(await row.locator('th').textContent(), 'API requests');
+  assert.equal(await row.locator('[data-cell="quantity"]').textContent(), quantity.toLocaleString('en-US'));
+  assert.equal(await row.locator('[data-cell="price"]').textContent(), '0.10 per 3');
+  assert.equal(await row.locator('[data-cell="amount"]').textContent(), money(amount));
+  assert.equal(await table.locator('tr[data-metric="messages"] [data-cell="price"]').textContent(), 'no price');
+  assert.equal(await table.locator('tbody tr').count(), 7);
+  // The total is the sum of the lines, and here only API requests have a price.
+  const amounts = await table.locator('tbody [data-cell="amount"]').allTextContents();
+  const sum = amounts.reduce((a, t) => a + micros(t), 0n);
+  assert.equal(sum, amount);
+  assert.equal(await card.getByTestId('statement-total').textContent(), `${money(sum)} EUR`);
+  assert.match(await card.getByTestId('statement-preview-note').textContent(), /Preview.*the month is not over/);
+  assert.match(await table.locator('thead').textContent(), /Amount \(EUR\)/);
+
+  // Links: this month's printable page (new tab) and CSV; last month, closed.
+  const printLink = card.getByTestId('statement-current-print');
+  assert.equal(await printLink.getAttribute('target'), '_blank');
+  assert.equal(await printLink.getAttribute('href'), `/api/v1/tenants/metered/statements/${month}?format=html`);
+  const csvHref = await card.getByTestId('statement-current-csv').getAttribute('href');
+  assert.equal(csvHref, `/api/v1/tenants/metered/statements/${month}?format=csv`);
+  const closedItem = card.getByTestId('statements-closed').locator(`li[data-month="${lastMonth}"]`);
+  await closedItem.waitFor();
+  assert.equal(await closedItem.getByRole('link', { name: /View \(printable\)/ }).getAttribute('href'),
+    `/api/v1/tenants/metered/statements/${lastMonth}?format=html`);
+  assert.equal(await closedItem.getByRole('link', { name: /CSV/ }).getAttribute('href'),
+    `/api/v1/tenants/metered/statements/${lastMonth}?format=csv`);
+  await card.scrollIntoViewIfNeeded();
+  await shot(page, 'tenant-statements');
+  // On a phone the page still does not scroll sideways.
+  await page.setViewportSize({ width: 390, height: 844 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scrolling on a phone');
+  await page.setViewportSize({ width: 1280, height: 720 });
+
+  const csv = await page.evaluate(async (h) => (await fetch(h)).text(), csvHref);
+  assert.ok(csv.includes(`metered,${month},api_requests,${quantity},3,0.10,${money(amount)},EUR\n`), csv);
+  assert.ok(csv.includes(`metered,${month},total,,,,${money(sum)},EUR\n`), csv);
+
+  // The printable page has the same total.
+  const response = await page.goto(`${base}${await printLink.getAttribute('href')}`);
+  assert.equal(response.status(), 200);
+  assert.match(response.headers()['content-type'], /^text\/html/);
+  await page.getByRole('heading', { name: 'Usage statement — Metered' }).waitFor();
+  assert.match(await page.locator('p.meta').textContent(), /preview: the month is not over/);
+  assert.equal(await page.locator('tfoot').textContent(), `Total${money(sum)}`);
+  assert.match(await page.locator('tbody').textContent(), new RegExp(`api_requests${quantity}0\\.10 / 3${money(amount).replace('.', '\\.')}`));
+  await shot(page, 'statement-printable');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test('sign out ends the session', async () => {
   const { page, problems } = await openPage([401]);
   await page.goto(`${base}/`);
