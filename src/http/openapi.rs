@@ -48,6 +48,7 @@ pub struct ErrorDetail {
         super::usage::set_quotas,
         super::usage::overview,
         super::usage::set_rate_limit,
+        super::usage::set_alert_webhook,
         super::usage::get_prices,
         super::usage::put_prices,
         super::usage::statements,

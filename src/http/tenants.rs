@@ -241,7 +241,8 @@ pub async fn patch_settings(
                 ),
             ));
         }
-        if key == crate::usage::RATE_LIMIT_SETTING || key == crate::usage::webhook::WEBHOOK_SETTING {
+        if key == crate::usage::RATE_LIMIT_SETTING || key == crate::usage::webhook::WEBHOOK_SETTING
+        {
             return Err(ApiError::new(
                 Code::InvalidRequest,
                 format!("{key} has its own route: PUT /api/v1/tenants/{{tenant}}/rate-limit or /alert-webhook"),

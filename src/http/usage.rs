@@ -20,6 +20,7 @@ pub fn configure_tenant_scope(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(set_quotas)),
         )
         .service(super::resource("/rate-limit").route(web::put().to(set_rate_limit)))
+        .service(super::resource("/alert-webhook").route(web::put().to(set_alert_webhook)))
         .service(super::resource("/statements").route(web::get().to(statements)))
         .service(super::resource("/statements/{month}").route(web::get().to(statement)));
 }
@@ -608,6 +609,67 @@ pub async fn set_rate_limit(
                         tenant_id: &tenant_id,
                         success: true,
                         detail: serde_json::json!({ "per_minute": per_minute }),
+                    },
+                )?;
+                Ok::<_, crate::db::DbError>(())
+            })
+        })
+        .await?;
+    state.usage.forget_settings(tenant.id());
+    Ok(web::Json(setting))
+}
+
+/// Where quota alerts are posted.
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertWebhook {
+    /// An `http(s)://` URL, or `null` for none. Loopback and link-local targets are refused unless
+    /// `usage.webhook_allow_private` is set.
+    pub url: Option<String>,
+}
+
+/// Sets the URL quota alerts are posted to as JSON (tenant admins).
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant}/alert-webhook", tag = "usage",
+    params(("tenant" = String, Path, description = "tenant id")), request_body = AlertWebhook,
+    responses((status = 200, body = AlertWebhook), (status = 400, body = crate::http::openapi::ErrorResponse)))]
+pub async fn set_alert_webhook(
+    state: web::Data<AppState>,
+    tenant: TenantCtx,
+    client: ClientInfo,
+    body: web::Json<AlertWebhook>,
+) -> ApiResult<web::Json<AlertWebhook>> {
+    tenant.require(Action::Manage)?;
+    tenant.ensure_writable()?;
+    let setting = body.into_inner();
+    if let Some(url) = setting.url.clone() {
+        let allow = state.config.usage.webhook_allow_private;
+        run_blocking(move || crate::usage::webhook::check(&url, allow)).await?;
+    }
+    let actor = crate::audit::Actor::of(&tenant.caller, &client);
+    let tenant_id = tenant.id().to_string();
+    let url = setting.url.clone();
+    tenant
+        .run(move |db| {
+            db.write(|tx| {
+                let key = crate::usage::webhook::WEBHOOK_SETTING;
+                match &url {
+                    Some(u) => tx.execute(
+                        "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        rusqlite::params![key, serde_json::json!(u).to_string(), crate::time_util::now_rfc3339()],
+                    )?,
+                    None => tx.execute("DELETE FROM settings WHERE key = ?1", [key])?,
+                };
+                // The URL may carry a token: the audit records that it changed, not the URL.
+                crate::audit::append(
+                    tx,
+                    &actor,
+                    &crate::audit::Event {
+                        action: "usage.alert_webhook_set",
+                        target: &tenant_id,
+                        tenant_id: &tenant_id,
+                        success: true,
+                        detail: serde_json::json!({ "set": url.is_some() }),
                     },
                 )?;
                 Ok::<_, crate::db::DbError>(())

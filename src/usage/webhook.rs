@@ -26,6 +26,12 @@ pub enum WebhookError {
     Unresolvable(String),
 }
 
+impl crate::error::ErrorCode for WebhookError {
+    fn code(&self) -> crate::error::Code {
+        crate::error::Code::InvalidRequest
+    }
+}
+
 /// The host and port of an http(s) URL, or an error.
 pub fn parse_target(url: &str) -> Result<(String, u16), WebhookError> {
     if url.len() > 2048 || url.chars().any(char::is_whitespace) {
@@ -77,7 +83,8 @@ pub fn is_internal_only(addr: IpAddr) -> bool {
                 || a.is_unspecified()
                 || a.is_multicast()
                 || (first & 0xffc0) == 0xfe80
-                || a.to_ipv4_mapped().is_some_and(|v4| is_internal_only(IpAddr::V4(v4)))
+                || a.to_ipv4_mapped()
+                    .is_some_and(|v4| is_internal_only(IpAddr::V4(v4)))
         }
     }
 }
@@ -128,8 +135,14 @@ pub fn send(url: String, allow_private: bool, payload: serde_json::Value) {
                 Ok(r) if r.status().is_success() => {
                     tracing::info!(url = loggable(&url), "quota alert webhook delivered")
                 }
-                Ok(r) => tracing::warn!(url = loggable(&url), status = r.status().as_u16(), "quota alert webhook answered with an error"),
-                Err(e) => tracing::warn!(url = loggable(&url), error = %e, "quota alert webhook failed"),
+                Ok(r) => tracing::warn!(
+                    url = loggable(&url),
+                    status = r.status().as_u16(),
+                    "quota alert webhook answered with an error"
+                ),
+                Err(e) => {
+                    tracing::warn!(url = loggable(&url), error = %e, "quota alert webhook failed")
+                }
             }
         });
     if let Err(e) = spawned {
@@ -175,11 +188,18 @@ mod tests {
             "http://[::ffff:127.0.0.1]/",
         ] {
             assert!(
-                matches!(check(url, false), Err(WebhookError::ForbiddenAddress { .. })),
+                matches!(
+                    check(url, false),
+                    Err(WebhookError::ForbiddenAddress { .. })
+                ),
                 "{url}"
             );
             assert_eq!(check(url, true), Ok(()), "allowed explicitly: {url}");
         }
-        assert_eq!(check("http://10.1.2.3/", false), Ok(()), "private ranges are fine");
+        assert_eq!(
+            check("http://10.1.2.3/", false),
+            Ok(()),
+            "private ranges are fine"
+        );
     }
 }

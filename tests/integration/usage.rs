@@ -469,3 +469,110 @@ fn statements_price_the_month_exactly_close_when_it_ends_and_outlive_the_tenant(
         "last month and the partial month of the deletion: {months:?}"
     );
 }
+
+#[test]
+fn quota_alerts_reach_the_webhook_and_internal_targets_are_refused() {
+    use std::io::{Read, Write};
+    // A loopback receiver: refused by default (SSRF guard)...
+    let server = Server::start();
+    server.create_tenant("acme");
+    let refused = server.call(
+        "PUT",
+        "/api/v1/tenants/acme/alert-webhook",
+        Some(&json!({"url": "http://127.0.0.1:9/hook"})),
+        server.admin.as_ref(),
+    );
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("loopback"), "{}", refused.body);
+    for bad in [
+        "ftp://example.com/",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        let reply = server.call(
+            "PUT",
+            "/api/v1/tenants/acme/alert-webhook",
+            Some(&json!({ "url": bad })),
+            server.admin.as_ref(),
+        );
+        assert_eq!(reply.status, 400, "{bad}");
+    }
+    drop(server);
+
+    // ...allowed when the administrator says so; the alert arrives as JSON.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut got = Vec::new();
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        let _ = tx.send(body.to_string());
+                        break;
+                    }
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let mut options = Options::default();
+    options
+        .env
+        .push(("ENCLAVE_WEBHOOK_ALLOW_PRIVATE".into(), "true".into()));
+    let server = Server::start_with(options);
+    server.create_tenant("acme");
+    let (_, key) = server.create_key("acme", &["read"]);
+    let set = server.call(
+        "PUT",
+        "/api/v1/tenants/acme/alert-webhook",
+        Some(&json!({ "url": format!("http://127.0.0.1:{port}/hook?token=secret") })),
+        server.admin.as_ref(),
+    );
+    assert_eq!(set.status, 200, "{}", set.body);
+    server.call(
+        "PUT",
+        "/api/v1/tenants/acme/quotas",
+        Some(&json!({"api_requests": 5})),
+        server.admin.as_ref(),
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            server
+                .call_with_key("GET", "/api/v1/tenants/acme", None, &key)
+                .status,
+            200
+        );
+    }
+    let body = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the 80 % alert was posted");
+    let alert: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(alert["event"], "quota_alert");
+    assert_eq!(alert["tenant"], "acme");
+    assert_eq!(alert["metric"], "api_requests");
+    assert_eq!(alert["percent"], 80);
+    assert_eq!(alert["used"], 4);
+    assert!(
+        !server.stderr().contains("token=secret"),
+        "the URL's token never reaches the log"
+    );
+}
