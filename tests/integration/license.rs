@@ -125,32 +125,20 @@ fn community_limits_then_offline_activation_lifts_them_and_every_limit_is_enforc
     assert_eq!(tenant(&server, "two").status, 201);
     assert_eq!(tenant(&server, "three").status, 403);
     for name in ["u1", "u2", "u3"] {
-        let added = server.call(
-            "PUT",
+        let added = server.put_json(
             &format!("/api/v1/tenants/one/members/{name}"),
-            Some(&json!({"role": "viewer"})),
-            server.admin.as_ref(),
+            &json!({"role": "viewer"}),
         );
         assert_eq!(added.status, 200, "{}", added.body);
     }
-    let fourth = server.call(
-        "PUT",
-        "/api/v1/tenants/one/members/u4",
-        Some(&json!({"role": "viewer"})),
-        server.admin.as_ref(),
-    );
+    let fourth = server.put_json("/api/v1/tenants/one/members/u4", &json!({"role": "viewer"}));
     assert_eq!(fourth.status, 403);
     assert_eq!(
         fourth.json()["error"]["details"]["limit"],
         "users_per_tenant"
     );
     // Changing an existing member's role is not a new member.
-    let promote = server.call(
-        "PUT",
-        "/api/v1/tenants/one/members/u1",
-        Some(&json!({"role": "editor"})),
-        server.admin.as_ref(),
-    );
+    let promote = server.put_json("/api/v1/tenants/one/members/u1", &json!({"role": "editor"}));
     assert_eq!(promote.status, 200, "{}", promote.body);
     assert_eq!(server.get("/api/v1/audit?format=csv").status, 200);
 
@@ -438,18 +426,7 @@ fn the_cli_activates_offline_and_shows_the_state() {
 
 /// Restarts the server on the same data with the licence clock shifted by `days`.
 fn restart_at(server: Server, days: i64) -> Server {
-    let (status, stderr, cwd) = server.terminate();
-    assert!(status.success(), "{stderr}");
-    let data_dir = cwd.path().join("data");
-    let mut options = Options {
-        enterprise_license: false,
-        ..Options::default()
-    };
-    options.env.push((
-        "ENCLAVE_TEST_CLOCK_OFFSET_SECS".into(),
-        (days * 86_400).to_string(),
-    ));
-    Server::spawn(cwd, data_dir, options)
+    server.restart_with_clock_offset(days * 86_400)
 }
 
 fn state(server: &Server) -> Value {

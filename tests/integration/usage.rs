@@ -52,11 +52,9 @@ fn rate_limit_admits_the_plan_rate_then_refuses_with_standard_headers() {
     // A tenant admin raises this key's limit: the tenant's own bucket (10) still holds...
     let keys = server.get("/api/v1/tenants/acme/api-keys").json();
     let id = keys["keys"][0]["id"].as_str().expect("key id").to_string();
-    let raised = server.call(
-        "PUT",
+    let raised = server.put_json(
         &format!("/api/v1/tenants/acme/api-keys/{id}/rate-limit"),
-        Some(&json!({"per_minute": 600})),
-        server.admin.as_ref(),
+        &json!({"per_minute": 600}),
     );
     assert_eq!(raised.status, 200, "{}", raised.body);
     assert_eq!(raised.json()["rate_limit_per_minute"], 600);
@@ -69,19 +67,12 @@ fn rate_limit_admits_the_plan_rate_then_refuses_with_standard_headers() {
     );
     // ...until the tenant's limit is raised too. Out-of-range settings are refused.
     for bad in [json!({"per_minute": 0}), json!({"per_minute": 20_000_000})] {
-        let reply = server.call(
-            "PUT",
-            "/api/v1/tenants/acme/rate-limit",
-            Some(&bad),
-            server.admin.as_ref(),
-        );
+        let reply = server.put_json("/api/v1/tenants/acme/rate-limit", &bad);
         assert_eq!(reply.status, 400, "{bad}");
     }
-    let tenant_raised = server.call(
-        "PUT",
+    let tenant_raised = server.put_json(
         "/api/v1/tenants/acme/rate-limit",
-        Some(&json!({"per_minute": 600})),
-        server.admin.as_ref(),
+        &json!({"per_minute": 600}),
     );
     assert_eq!(tenant_raised.status, 200, "{}", tenant_raised.body);
     let admitted = server.call_with_key("GET", "/api/v1/tenants/acme", None, &key);
@@ -108,20 +99,10 @@ fn quota_refuses_one_over_the_limit_alerts_and_resets_with_the_month() {
         (json!({"api_requests": 10_000_000_000_000_000u64}), "absurd"),
         (json!({"bogus": 5}), "unknown metric"),
     ] {
-        let reply = server.call(
-            "PUT",
-            "/api/v1/tenants/acme/quotas",
-            Some(&body),
-            server.admin.as_ref(),
-        );
+        let reply = server.put_json("/api/v1/tenants/acme/quotas", &body);
         assert_eq!(reply.status, 400, "{what}: {}", reply.body);
     }
-    let set = server.call(
-        "PUT",
-        "/api/v1/tenants/acme/quotas",
-        Some(&json!({"api_requests": 5})),
-        server.admin.as_ref(),
-    );
+    let set = server.put_json("/api/v1/tenants/acme/quotas", &json!({"api_requests": 5}));
     assert_eq!(set.status, 200, "{}", set.body);
 
     // A failed request is not counted.
@@ -189,19 +170,12 @@ fn quota_refuses_one_over_the_limit_alerts_and_resets_with_the_month() {
     assert_eq!(overview["tenants"][0]["totals"]["api_requests"], 5);
 
     // At the start of the next month (a shifted test clock) the quota is fresh; last month stays.
-    let month_end = over.header("retry-after").expect("retry-after");
-    let (status, stderr, cwd) = server.terminate();
-    assert!(status.success(), "{stderr}");
-    let data_dir = cwd.path().join("data");
-    let mut options = Options {
-        enterprise_license: false,
-        ..Options::default()
-    };
-    let shift: u64 = month_end.parse::<u64>().expect("secs") + 120;
-    options
-        .env
-        .push(("ENCLAVE_TEST_CLOCK_OFFSET_SECS".into(), shift.to_string()));
-    let server = Server::spawn(cwd, data_dir, options);
+    let month_end: i64 = over
+        .header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .expect("secs");
+    let server = server.restart_with_clock_offset(month_end + 120);
     for _ in 0..2 {
         let reply = server.call_with_key("GET", "/api/v1/tenants/acme", None, &key);
         assert_eq!(reply.status, 200, "{}", reply.body);
@@ -322,20 +296,10 @@ fn statements_price_the_month_exactly_close_when_it_ends_and_outlive_the_tenant(
         ),
         (json!({"currency": "€ uro"}), "currency"),
     ] {
-        let reply = server.call(
-            "PUT",
-            "/api/v1/billing/prices",
-            Some(&body),
-            server.admin.as_ref(),
-        );
+        let reply = server.put_json("/api/v1/billing/prices", &body);
         assert_eq!(reply.status, 400, "{what}: {}", reply.body);
     }
-    let set = server.call(
-        "PUT",
-        "/api/v1/billing/prices",
-        Some(&json!({"currency": "EUR", "prices": {"api_requests": {"unit_size": 3, "unit_price": "0.10"}}})),
-        server.admin.as_ref(),
-    );
+    let set = server.put_json("/api/v1/billing/prices", &json!({"currency": "EUR", "prices": {"api_requests": {"unit_size": 3, "unit_price": "0.10"}}}));
     assert_eq!(set.status, 200, "{}", set.body);
     for _ in 0..7 {
         assert_eq!(
@@ -391,28 +355,15 @@ fn statements_price_the_month_exactly_close_when_it_ends_and_outlive_the_tenant(
     );
 
     // Next month (test clock): the past month's statement is closed and final, even after a price change.
-    let (status, stderr, cwd) = server.terminate();
-    assert!(status.success(), "{stderr}");
-    let data_dir = cwd.path().join("data");
-    let mut options = Options {
-        enterprise_license: false,
-        ..Options::default()
-    };
-    options.env.push((
-        "ENCLAVE_TEST_CLOCK_OFFSET_SECS".into(),
-        (32 * 86_400).to_string(),
-    ));
-    let server = Server::spawn(cwd, data_dir, options);
+    let server = server.restart_with_clock_offset(32 * 86_400);
     let closed = server
         .get(&format!("/api/v1/tenants/acme/statements/{month}"))
         .json();
     assert_eq!(closed["closed"], true, "{closed}");
     assert_eq!(closed["total_micros"], 233_333);
-    server.call(
-        "PUT",
+    server.put_json(
         "/api/v1/billing/prices",
-        Some(&json!({"prices": {"api_requests": {"unit_size": 1, "unit_price": "100"}}})),
-        server.admin.as_ref(),
+        &json!({"prices": {"api_requests": {"unit_size": 1, "unit_price": "100"}}}),
     );
     let again = server
         .get(&format!("/api/v1/tenants/acme/statements/{month}"))
@@ -476,11 +427,9 @@ fn quota_alerts_reach_the_webhook_and_internal_targets_are_refused() {
     // A loopback receiver: refused by default (SSRF guard)...
     let server = Server::start();
     server.create_tenant("acme");
-    let refused = server.call(
-        "PUT",
+    let refused = server.put_json(
         "/api/v1/tenants/acme/alert-webhook",
-        Some(&json!({"url": "http://127.0.0.1:9/hook"})),
-        server.admin.as_ref(),
+        &json!({"url": "http://127.0.0.1:9/hook"}),
     );
     assert_eq!(refused.status, 400);
     assert!(refused.body.contains("loopback"), "{}", refused.body);
@@ -488,12 +437,7 @@ fn quota_alerts_reach_the_webhook_and_internal_targets_are_refused() {
         "ftp://example.com/",
         "http://169.254.169.254/latest/meta-data",
     ] {
-        let reply = server.call(
-            "PUT",
-            "/api/v1/tenants/acme/alert-webhook",
-            Some(&json!({ "url": bad })),
-            server.admin.as_ref(),
-        );
+        let reply = server.put_json("/api/v1/tenants/acme/alert-webhook", &json!({ "url": bad }));
         assert_eq!(reply.status, 400, "{bad}");
     }
     drop(server);
@@ -541,19 +485,12 @@ fn quota_alerts_reach_the_webhook_and_internal_targets_are_refused() {
     let server = Server::start_with(options);
     server.create_tenant("acme");
     let (_, key) = server.create_key("acme", &["read"]);
-    let set = server.call(
-        "PUT",
+    let set = server.put_json(
         "/api/v1/tenants/acme/alert-webhook",
-        Some(&json!({ "url": format!("http://127.0.0.1:{port}/hook?token=secret") })),
-        server.admin.as_ref(),
+        &json!({ "url": format!("http://127.0.0.1:{port}/hook?token=secret") }),
     );
     assert_eq!(set.status, 200, "{}", set.body);
-    server.call(
-        "PUT",
-        "/api/v1/tenants/acme/quotas",
-        Some(&json!({"api_requests": 5})),
-        server.admin.as_ref(),
-    );
+    server.put_json("/api/v1/tenants/acme/quotas", &json!({"api_requests": 5}));
     for _ in 0..4 {
         assert_eq!(
             server

@@ -324,6 +324,10 @@ impl Server {
         self.call("POST", path, Some(body), session)
     }
 
+    pub fn put_json(&self, path: &str, body: &Value) -> Reply {
+        self.call("PUT", path, Some(body), self.admin.as_ref())
+    }
+
     pub fn patch_json(&self, path: &str, body: &Value) -> Reply {
         self.call("PATCH", path, Some(body), self.admin.as_ref())
     }
@@ -531,6 +535,22 @@ pub fn issue_license(args: &[&str]) -> String {
 }
 
 impl Server {
+    /// Stops the server (SIGTERM) and starts it again on the same data, without the harness licence,
+    /// with the business clock (licence states, usage days and months) shifted by `secs` seconds.
+    pub fn restart_with_clock_offset(self, secs: i64) -> Server {
+        let (status, stderr, cwd) = self.terminate();
+        assert!(status.success(), "{stderr}");
+        let data_dir = cwd.path().join("data");
+        let mut options = Options {
+            enterprise_license: false,
+            ..Options::default()
+        };
+        options
+            .env
+            .push(("ENCLAVE_TEST_CLOCK_OFFSET_SECS".into(), secs.to_string()));
+        Server::spawn(cwd, data_dir, options)
+    }
+
     /// This installation's id.
     pub fn installation_id(&self) -> String {
         self.get("/api/v1/system/info").json()["installation_id"]
