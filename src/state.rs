@@ -20,6 +20,8 @@ pub struct AppState {
     pub system: Arc<SystemDb>,
     pub tenants: Arc<TenantRegistry>,
     pub instance: Arc<Instance>,
+    /// Recently authenticated API keys (cleared on every key or tenant change made here).
+    pub key_cache: Arc<crate::identity::api_key::KeyCache>,
     /// Usage accounting: the meter, rate limits and quota settings.
     pub usage: Arc<crate::usage::Usage>,
     /// The installed licence and its state; enforcement reads [`LicenseManager::plan`].
@@ -45,6 +47,7 @@ impl AppState {
             tenants.clone(),
         )));
         AppState {
+            key_cache: Arc::new(crate::identity::api_key::KeyCache::default()),
             usage,
             config,
             system,

@@ -61,6 +61,7 @@ pub async fn update(
         }
     })
     .await?;
+    state.key_cache.clear();
     Ok(web::Json(record))
 }
 
@@ -82,6 +83,7 @@ pub async fn delete(
     let record =
         run_blocking(move || lifecycle::mark_for_deletion(&system, &id, grace, &actor)).await?;
     tracing::info!(tenant = %record.id, purge_at = ?record.delete_after, "tenant marked for deletion");
+    state.key_cache.clear();
     Ok(web::Json(record))
 }
 
@@ -101,5 +103,6 @@ pub async fn restore(
     let system = state.system.clone();
     let plan = state.license.plan();
     let record = run_blocking(move || lifecycle::restore(&system, &id, &actor, &plan)).await?;
+    state.key_cache.clear();
     Ok(web::Json(record))
 }

@@ -60,6 +60,7 @@ pub async fn set_rate_limit(
     let key =
         run_blocking(move || api_key::set_rate_limit(&system, &id, &key_id, per_minute, &actor))
             .await?;
+    state.key_cache.clear();
     Ok(web::Json(key))
 }
 
@@ -167,6 +168,7 @@ pub async fn revoke(
     let id = tenant.id().to_string();
     let actor = Actor::of(&tenant.caller, &client);
     let key = run_blocking(move || api_key::revoke(&system, &id, &key_id, &actor)).await?;
+    state.key_cache.clear();
     tracing::info!(tenant = %tenant.id(), key = %key.id, by = %tenant.caller.label(), "API key revoked");
     Ok(web::Json(key))
 }
@@ -204,6 +206,7 @@ pub async fn rotate(
         )
     })
     .await?;
+    state.key_cache.clear();
     tracing::info!(tenant = %tenant.id(), key = %issued.key.id, by = %tenant.caller.label(), "API key rotated");
     Ok(HttpResponse::Created().json(issued))
 }

@@ -61,6 +61,58 @@ pub struct KeyPrincipal {
     pub scopes: Vec<String>,
     /// The key's own requests-per-minute limit, if a tenant admin set one.
     pub rate_limit_per_minute: Option<u32>,
+    /// When the key stops working (Unix seconds), if it expires.
+    pub expires_at: Option<i64>,
+}
+
+/// How long a successful key authentication is remembered. Changes made through this server (revoke,
+/// rotate, rate limit, tenant deletion or suspension) clear the cache at once; changes made by the CLI
+/// from another process take effect within this time.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Recently authenticated keys by secret hash, so a busy integration does not cost a database read and
+/// a trip to the blocking pool per request.
+#[derive(Default)]
+pub struct KeyCache {
+    entries:
+        std::sync::Mutex<std::collections::HashMap<String, (KeyPrincipal, std::time::Instant)>>,
+}
+
+impl KeyCache {
+    /// The principal of `secret` if authenticated within the TTL and not expired since.
+    pub fn get(&self, secret: &str) -> Option<KeyPrincipal> {
+        let hash = secret_hash(secret);
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (key, at) = entries.get(&hash)?;
+        let fresh = at.elapsed() < KEY_CACHE_TTL;
+        let unexpired = key.expires_at.is_none_or(|t| t > now_unix());
+        (fresh && unexpired).then(|| key.clone())
+    }
+
+    pub fn put(&self, secret: &str, key: &KeyPrincipal) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= 10_000 {
+            entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+        }
+        entries.insert(
+            secret_hash(secret),
+            (key.clone(), std::time::Instant::now()),
+        );
+    }
+
+    /// Forgets everything (after any change to keys or tenants).
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
 }
 
 impl KeyPrincipal {
@@ -310,6 +362,7 @@ pub fn authenticate(system: &SystemDb, secret: &str) -> Result<KeyPrincipal, Ide
         name: key.name,
         scopes: key.scopes,
         rate_limit_per_minute: key.rate_limit_per_minute,
+        expires_at: key.expires_at,
     })
 }
 
@@ -354,6 +407,7 @@ mod tests {
             name: String::new(),
             scopes: s.iter().map(|x| x.to_string()).collect(),
             rate_limit_per_minute: None,
+            expires_at: None,
         };
         assert_eq!(key(&["read"]).role(), Role::Viewer);
         assert_eq!(key(&["read", "write"]).role(), Role::Editor);

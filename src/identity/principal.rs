@@ -235,8 +235,17 @@ impl FromRequest for Caller {
                 Box::pin(async move {
                     let state =
                         state.ok_or_else(|| ApiError::internal("application state missing"))?;
+                    if let Some(key) = state.key_cache.get(&secret) {
+                        return Ok(Caller::Key(key));
+                    }
                     let system = state.system.clone();
-                    let key = run_blocking(move || api_key::authenticate(&system, &secret)).await?;
+                    let cache = state.key_cache.clone();
+                    let key = run_blocking(move || {
+                        let key = api_key::authenticate(&system, &secret)?;
+                        cache.put(&secret, &key);
+                        Ok::<_, IdentityError>(key)
+                    })
+                    .await?;
                     Ok(Caller::Key(key))
                 })
             }
