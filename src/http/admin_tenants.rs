@@ -62,6 +62,7 @@ pub async fn update(
     })
     .await?;
     state.key_cache.clear();
+    state.tenants.forget_recent();
     Ok(web::Json(record))
 }
 
@@ -84,6 +85,7 @@ pub async fn delete(
         run_blocking(move || lifecycle::mark_for_deletion(&system, &id, grace, &actor)).await?;
     tracing::info!(tenant = %record.id, purge_at = ?record.delete_after, "tenant marked for deletion");
     state.key_cache.clear();
+    state.tenants.forget_recent();
     Ok(web::Json(record))
 }
 
@@ -104,5 +106,6 @@ pub async fn restore(
     let plan = state.license.plan();
     let record = run_blocking(move || lifecycle::restore(&system, &id, &actor, &plan)).await?;
     state.key_cache.clear();
+    state.tenants.forget_recent();
     Ok(web::Json(record))
 }

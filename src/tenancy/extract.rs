@@ -162,7 +162,10 @@ impl TenantCtx {
             }
             .ok_or_else(|| TenantError::NotFound(id.clone()))?;
             let registry = state.tenants.clone();
-            let (record, tenant) = run_blocking(move || registry.get(&id)).await?;
+            let (record, tenant) = match registry.get_recent(&id) {
+                Some(found) => found,
+                None => run_blocking(move || registry.get(&id)).await?,
+            };
             Ok(TenantCtx {
                 record,
                 caller,

@@ -390,7 +390,17 @@ pub struct TenantRegistry {
     cap: usize,
     cache: Mutex<LruCache<TenantId, Arc<TenantDb>>>,
     slots: Arc<Slots>,
+    /// Tenants resolved within [`RECENT_TTL`]: their record and a weak handle on the open database, so a
+    /// busy tenant is resolved without reading `system.db` (and without the blocking pool). Weak: it
+    /// never keeps an evicted database open, so the live cap still holds.
+    recent: Mutex<std::collections::HashMap<TenantId, RecentTenant>>,
 }
+
+/// How long a resolved tenant record is reused. Lifecycle changes made through this server clear it at
+/// once ([`TenantRegistry::forget_recent`]); changes made by the CLI take effect within this time.
+pub const RECENT_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+type RecentTenant = (TenantRecord, std::sync::Weak<TenantDb>, std::time::Instant);
 
 impl TenantRegistry {
     pub fn new(
@@ -406,6 +416,7 @@ impl TenantRegistry {
             options,
             cap,
             cache: Mutex::new(LruCache::new(NonZeroUsize::MIN.saturating_add(cap - 1))),
+            recent: Mutex::new(std::collections::HashMap::new()),
             slots: Arc::new(Slots::default()),
         }
     }
@@ -442,9 +453,50 @@ impl TenantRegistry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn recent(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<TenantId, RecentTenant>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A tenant resolved within [`RECENT_TTL`] whose database is still open: no I/O, safe on an async
+    /// worker.
+    pub fn get_recent(&self, id: &TenantId) -> Option<(TenantRecord, Arc<TenantDb>)> {
+        let recent = self.recent();
+        let (record, db, at) = recent.get(id)?;
+        if at.elapsed() >= RECENT_TTL {
+            return None;
+        }
+        Some((record.clone(), db.upgrade()?))
+    }
+
+    /// Forgets recently resolved tenants (after a lifecycle change: status, name, deletion).
+    pub fn forget_recent(&self) {
+        self.recent().clear();
+    }
+
     /// The open database of tenant `id`, opening it (and closing the least recently used) if needed.
     /// Blocking: call through `run_blocking`.
     pub fn get(&self, id: &TenantId) -> Result<(TenantRecord, Arc<TenantDb>), TenantError> {
+        let (record, db) = self.get_uncached(id)?;
+        let mut recent = self.recent();
+        if recent.len() >= 4 * self.cap {
+            recent.retain(|_, (_, _, at)| at.elapsed() < RECENT_TTL);
+        }
+        recent.insert(
+            id.clone(),
+            (
+                record.clone(),
+                Arc::downgrade(&db),
+                std::time::Instant::now(),
+            ),
+        );
+        Ok((record, db))
+    }
+
+    fn get_uncached(&self, id: &TenantId) -> Result<(TenantRecord, Arc<TenantDb>), TenantError> {
         let record = self
             .system
             .tenant(id.as_str())?
