@@ -307,3 +307,57 @@ fn cli_issues_keys_that_work_over_http() {
     assert_ne!(code, 0);
     assert!(err.contains("invalid scope"), "{err}");
 }
+
+#[test]
+fn a_key_revoked_from_the_cli_stops_working_within_a_second_and_at_once_over_http() {
+    let server = Server::start();
+    server.create_tenant("acme");
+    let (id, key) = server.create_key("acme", &["read"]);
+    // Used just now: its authentication is remembered for up to a second.
+    assert_eq!(
+        server
+            .call_with_key("GET", "/api/v1/tenants/acme", None, &key)
+            .status,
+        200
+    );
+    let data = server.data_dir.to_str().expect("utf8").to_string();
+    let (code, out, err) = run(
+        server.cwd.path(),
+        &[
+            "--data-dir",
+            &data,
+            "key",
+            "revoke",
+            "--tenant",
+            "acme",
+            &id,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let after = server.call_with_key("GET", "/api/v1/tenants/acme", None, &key);
+    assert_eq!(after.status, 401, "{}", after.body);
+    assert_eq!(after.error_code(), "api_key_revoked");
+
+    // Over HTTP the server forgets the key at once.
+    let (id, key) = server.create_key("acme", &["read"]);
+    assert_eq!(
+        server
+            .call_with_key("GET", "/api/v1/tenants/acme", None, &key)
+            .status,
+        200
+    );
+    let revoked = server.call(
+        "DELETE",
+        &format!("/api/v1/tenants/acme/api-keys/{id}"),
+        None,
+        server.admin.as_ref(),
+    );
+    assert_eq!(revoked.status, 200);
+    assert_eq!(
+        server
+            .call_with_key("GET", "/api/v1/tenants/acme", None, &key)
+            .status,
+        401
+    );
+}
