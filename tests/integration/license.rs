@@ -537,3 +537,42 @@ fn expiry_grace_restriction_and_clock_anomaly_as_the_clock_moves() {
     assert_eq!(state(&server)["state"]["state"], "valid");
     assert_eq!(new_user(&server, "renewed").status, 201);
 }
+
+#[test]
+fn a_stored_licence_that_no_longer_verifies_is_invalid_and_the_community_plan_applies() {
+    // E.g. a licence signed by a key a newer build no longer trusts, or a system.db edited by hand.
+    let server = unlicensed();
+    let here = server.installation_id();
+    let good = issue_license(&["--installation-id", &here, "--edition", "enterprise"]);
+    assert_eq!(server.install_license(&good).status, 200);
+    let (status, stderr, cwd) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    let data_dir = cwd.path().join("data");
+    let tampered = flip_base64_char(&good, 2, 10);
+    let system = rusqlite::Connection::open(data_dir.join("system.db")).expect("open");
+    system
+        .execute("UPDATE license SET armored = ?1", [&tampered])
+        .expect("edit");
+    drop(system);
+    let server = Server::spawn(
+        cwd,
+        data_dir,
+        Options {
+            enterprise_license: false,
+            ..Options::default()
+        },
+    );
+    let status = server.get("/api/v1/license/status").json();
+    assert_eq!(status["state"]["state"], "invalid", "{status}");
+    assert!(
+        status["state"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("signature")),
+        "{status}"
+    );
+    assert_eq!(status["banner"]["level"], "error");
+    assert_eq!(status["edition"], "Community");
+    // Nobody is locked out; the free plan's limits apply to new things.
+    assert_eq!(server.get("/api/v1/users").status, 200);
+    assert_eq!(server.get("/api/v1/license").json()["limits"]["users"], 5);
+}
