@@ -186,8 +186,13 @@ fn read_settings(db: &Database) -> Result<BTreeMap<String, serde_json::Value>, D
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect()
     })?;
+    // The usage gate's own settings have their own routes; the webhook URL may carry a token, so
+    // neither is shown to every member here.
     Ok(rows
         .into_iter()
+        .filter(|(k, _)| {
+            k != crate::usage::RATE_LIMIT_SETTING && k != crate::usage::webhook::WEBHOOK_SETTING
+        })
         .map(|(k, v)| {
             let value = serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v));
             (k, value)

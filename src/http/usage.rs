@@ -407,6 +407,11 @@ pub struct QuotaList {
     /// Seconds until the month resets.
     pub resets_in_seconds: u64,
     pub quotas: Vec<QuotaStatus>,
+    /// The tenant's own requests-per-minute limit (`null`: the plan's default, `plan_rate_per_minute`).
+    pub rate_limit_per_minute: Option<u32>,
+    pub plan_rate_per_minute: u32,
+    /// Whether quota alerts are posted to a webhook (the URL itself is not shown).
+    pub alert_webhook: bool,
 }
 
 async fn quota_list(state: &AppState, tenant: &TenantCtx) -> ApiResult<QuotaList> {
@@ -460,6 +465,11 @@ async fn quota_list(state: &AppState, tenant: &TenantCtx) -> ApiResult<QuotaList
         month,
         resets_in_seconds: crate::usage::meter::seconds_until_next_month(now),
         quotas,
+        rate_limit_per_minute: own.rate_per_minute,
+        plan_rate_per_minute: crate::usage::plan_rate_per_minute(
+            state.license.plan().entitlements.plan,
+        ),
+        alert_webhook: own.webhook_url.is_some(),
     })
 }
 
@@ -583,32 +593,53 @@ pub async fn set_rate_limit(
             "a rate limit must be between 1 and 10,000,000 requests a minute, or null",
         ));
     }
-    let actor = crate::audit::Actor::of(&tenant.caller, &client);
-    let tenant_id = tenant.id().to_string();
     let per_minute = setting.per_minute;
+    write_usage_setting(
+        &state,
+        &tenant,
+        &client,
+        crate::usage::RATE_LIMIT_SETTING,
+        per_minute.map(|n| n.to_string()),
+        "usage.rate_limit_set",
+        serde_json::json!({ "per_minute": per_minute }),
+    )
+    .await?;
+    Ok(web::Json(setting))
+}
+
+/// Writes (or with `None` removes) one of the tenant settings the usage gate reads, audits the change
+/// with `detail`, and drops the gate's cached copy.
+async fn write_usage_setting(
+    state: &AppState,
+    tenant: &TenantCtx,
+    client: &ClientInfo,
+    key: &'static str,
+    value: Option<String>,
+    action: &'static str,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    let actor = crate::audit::Actor::of(&tenant.caller, client);
+    let tenant_id = tenant.id().to_string();
     tenant
         .run(move |db| {
             db.write(|tx| {
-                match per_minute {
-                    Some(n) => tx.execute(
+                match &value {
+                    Some(v) => tx.execute(
                         "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
                          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                        rusqlite::params![crate::usage::RATE_LIMIT_SETTING, n.to_string(), crate::time_util::now_rfc3339()],
+                        rusqlite::params![key, v, crate::time_util::now_rfc3339()],
                     )?,
-                    None => tx.execute(
-                        "DELETE FROM settings WHERE key = ?1",
-                        [crate::usage::RATE_LIMIT_SETTING],
-                    )?,
+                    None => tx.execute("DELETE FROM settings WHERE key = ?1", [key])?,
                 };
                 crate::audit::append(
                     tx,
                     &actor,
                     &crate::audit::Event {
-                        action: "usage.rate_limit_set",
+                        action,
                         target: &tenant_id,
                         tenant_id: &tenant_id,
                         success: true,
-                        detail: serde_json::json!({ "per_minute": per_minute }),
+                        detail,
                     },
                 )?;
                 Ok::<_, crate::db::DbError>(())
@@ -616,7 +647,7 @@ pub async fn set_rate_limit(
         })
         .await?;
     state.usage.forget_settings(tenant.id());
-    Ok(web::Json(setting))
+    Ok(())
 }
 
 /// Where quota alerts are posted.
@@ -645,38 +676,20 @@ pub async fn set_alert_webhook(
         let allow = state.config.usage.webhook_allow_private;
         run_blocking(move || crate::usage::webhook::check(&url, allow)).await?;
     }
-    let actor = crate::audit::Actor::of(&tenant.caller, &client);
-    let tenant_id = tenant.id().to_string();
-    let url = setting.url.clone();
-    tenant
-        .run(move |db| {
-            db.write(|tx| {
-                let key = crate::usage::webhook::WEBHOOK_SETTING;
-                match &url {
-                    Some(u) => tx.execute(
-                        "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                        rusqlite::params![key, serde_json::json!(u).to_string(), crate::time_util::now_rfc3339()],
-                    )?,
-                    None => tx.execute("DELETE FROM settings WHERE key = ?1", [key])?,
-                };
-                // The URL may carry a token: the audit records that it changed, not the URL.
-                crate::audit::append(
-                    tx,
-                    &actor,
-                    &crate::audit::Event {
-                        action: "usage.alert_webhook_set",
-                        target: &tenant_id,
-                        tenant_id: &tenant_id,
-                        success: true,
-                        detail: serde_json::json!({ "set": url.is_some() }),
-                    },
-                )?;
-                Ok::<_, crate::db::DbError>(())
-            })
-        })
-        .await?;
-    state.usage.forget_settings(tenant.id());
+    // The URL may carry a token: the audit records that it changed, not the URL.
+    write_usage_setting(
+        &state,
+        &tenant,
+        &client,
+        crate::usage::webhook::WEBHOOK_SETTING,
+        setting
+            .url
+            .as_ref()
+            .map(|u| serde_json::json!(u).to_string()),
+        "usage.alert_webhook_set",
+        serde_json::json!({ "set": setting.url.is_some() }),
+    )
+    .await?;
     Ok(web::Json(setting))
 }
 
