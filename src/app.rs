@@ -11,6 +11,7 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -266,97 +267,63 @@ pub async fn serve(
     });
 
     // Purge tenants whose deletion grace period has passed: now, then every five minutes.
-    let purge_state = state.clone();
-    let purger = actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
-        loop {
-            tick.tick().await;
-            let s = purge_state.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                crate::tenancy::lifecycle::purge_due(
-                    &s.system,
-                    &s.config.storage.data_dir,
-                    &crate::audit::Actor::cli(),
-                )
-            })
-            .await;
-            if let Ok(Err(e)) = result {
-                tracing::warn!(error = %e, "tenant purge failed; will retry");
-            }
-        }
-    });
+    let s = state.clone();
+    let purger = spawn_periodic(
+        "tenant purge",
+        Duration::ZERO,
+        Duration::from_secs(300),
+        move || {
+            crate::tenancy::lifecycle::purge_due(
+                &s.system,
+                &s.config.storage.data_dir,
+                &crate::audit::Actor::cli(),
+            )
+            .map(drop)
+        },
+    );
 
     // The licence: re-evaluated every minute (expiry, clock, a licence installed through the CLI), with
     // a seat snapshot once a day.
-    let license_state = state.clone();
-    let licensing = actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        tick.tick().await;
-        let mut last_snapshot = std::time::Instant::now();
-        loop {
-            tick.tick().await;
-            let s = license_state.clone();
-            let snapshot_due = last_snapshot.elapsed() >= std::time::Duration::from_secs(24 * 3600);
-            if snapshot_due {
-                last_snapshot = std::time::Instant::now();
-            }
-            let result = tokio::task::spawn_blocking(move || {
-                s.license.refresh()?;
-                if snapshot_due {
-                    s.license.take_seat_snapshot()?;
-                }
-                Ok::<_, crate::db::DbError>(())
-            })
-            .await;
-            if let Ok(Err(e)) = result {
-                tracing::warn!(error = %e, "licence refresh failed; will retry");
-            }
+    let s = state.clone();
+    let last_snapshot = std::sync::Mutex::new(std::time::Instant::now());
+    let minute = Duration::from_secs(60);
+    let licensing = spawn_periodic("licence refresh", minute, minute, move || {
+        s.license.refresh()?;
+        let mut last = last_snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.elapsed() >= Duration::from_secs(24 * 3600) {
+            *last = std::time::Instant::now();
+            s.license.take_seat_snapshot()?;
         }
+        Ok::<_, crate::db::DbError>(())
     });
 
     // Chargeback: close last month's statements (idempotent) at start and every six hours.
-    let statements_state = state.clone();
-    let closing = actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
-        loop {
-            tick.tick().await;
-            let s = statements_state.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                crate::usage::statements::close_last_month(&s.system, &s.tenants)
-            })
-            .await;
-            match result {
-                Ok(Ok(n)) if n > 0 => {
-                    tracing::info!(statements = n, "closed last month's statements")
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "closing statements failed; will retry"),
-                _ => {}
+    let s = state.clone();
+    let closing = spawn_periodic(
+        "closing statements",
+        Duration::ZERO,
+        Duration::from_secs(6 * 3600),
+        move || {
+            let n = crate::usage::statements::close_last_month(&s.system, &s.tenants)?;
+            if n > 0 {
+                tracing::info!(statements = n, "closed last month's statements");
             }
-        }
-    });
+            Ok::<_, crate::db::DbError>(())
+        },
+    );
 
     // Audit retention (`audit.retention_days`): an hour after start, then daily.
-    let retention_state = state.clone();
-    let retention = actix_web::rt::spawn(async move {
-        let days = retention_state.config.audit.retention_days;
-        if days == 0 {
-            return;
-        }
-        let mut tick = tokio::time::interval_at(
-            tokio::time::Instant::now() + std::time::Duration::from_secs(3600),
-            std::time::Duration::from_secs(24 * 3600),
-        );
-        loop {
-            tick.tick().await;
-            let s = retention_state.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                crate::audit::apply_retention(&s.system, &s.tenants, days)
-            })
-            .await;
-            if let Ok(Err(e)) = result {
-                tracing::warn!(error = %e, "audit retention failed; will retry tomorrow");
-            }
-        }
+    let s = state.clone();
+    let days = state.config.audit.retention_days;
+    let retention = (days > 0).then(|| {
+        spawn_periodic(
+            "audit retention",
+            Duration::from_secs(3600),
+            Duration::from_secs(24 * 3600),
+            move || crate::audit::apply_retention(&s.system, &s.tenants, days).map(drop),
+        )
     });
 
     let stopping_state = state.clone();
@@ -373,7 +340,9 @@ pub async fn serve(
         task.abort();
     }
     purger.abort();
-    retention.abort();
+    if let Some(task) = retention {
+        task.abort();
+    }
     licensing.abort();
     closing.abort();
     // Every metered request already waited for its commit; this only stops the writer thread.
@@ -393,6 +362,27 @@ pub async fn serve(
     .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
     tracing::info!("server stopped cleanly");
     Ok(())
+}
+
+/// Runs `job` on the blocking pool after `first`, then every `every`, until aborted; a failure is logged
+/// (as `what`) and the job runs again at the next tick.
+fn spawn_periodic<E: std::fmt::Display + Send + 'static>(
+    what: &'static str,
+    first: Duration,
+    every: Duration,
+    job: impl Fn() -> Result<(), E> + Send + Sync + 'static,
+) -> actix_web::rt::task::JoinHandle<()> {
+    let job = Arc::new(job);
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
+        loop {
+            tick.tick().await;
+            let job = job.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || job()).await {
+                tracing::warn!(error = %e, "{what} failed; will retry");
+            }
+        }
+    })
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT.
