@@ -219,52 +219,32 @@ fn bad_licence_files_are_refused_with_a_precise_message_and_the_previous_one_sta
         .to_string(),
     )
     .expect("write json");
-    let future = license_tool()
-        .args([
-            "issue",
-            "--key",
-            TEST_KEY,
-            "--key-id",
-            "enclave-test-1",
-            "--from-json",
-        ])
-        .arg(&future_json)
-        .output()
-        .expect("issue from json");
-    assert!(
-        future.status.success(),
-        "{}",
-        String::from_utf8_lossy(&future.stderr)
+    let future_issued = tool_stdout(
+        license_tool()
+            .args([
+                "issue",
+                "--key",
+                TEST_KEY,
+                "--key-id",
+                "enclave-test-1",
+                "--from-json",
+            ])
+            .arg(&future_json),
     );
-    let future_issued = String::from_utf8(future.stdout).expect("utf8");
     // Signed with a key this build does not trust.
     let keydir = tempfile::tempdir().expect("tempdir");
-    let keygen = license_tool()
-        .args(["keygen", "--key-id", "rogue-1", "--out-dir"])
-        .arg(keydir.path())
-        .output()
-        .expect("keygen");
-    assert!(keygen.status.success());
-    let rogue = license_tool()
-        .args(["issue", "--key"])
-        .arg(keydir.path().join("rogue-1.pk8"))
-        .args([
-            "--key-id",
-            "rogue-1",
-            "--customer",
-            "Mallory",
-            "--edition",
-            "enterprise",
-            "--site",
-        ])
-        .output()
-        .expect("issue");
-    assert!(
-        rogue.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rogue.stderr)
+    tool_stdout(
+        license_tool()
+            .args(["keygen", "--key-id", "rogue-1", "--out-dir"])
+            .arg(keydir.path()),
     );
-    let unknown_key = String::from_utf8(rogue.stdout).expect("utf8");
+    let unknown_key = tool_stdout(
+        license_tool()
+            .args(["issue", "--key"])
+            .arg(keydir.path().join("rogue-1.pk8"))
+            .args(["--key-id", "rogue-1", "--customer", "Mallory"])
+            .args(["--edition", "enterprise", "--site"]),
+    );
     let oversized = format!("{good}{}", " ".repeat(70 * 1024));
 
     let cases: Vec<(&str, String, u16, &str)> = vec![
@@ -387,19 +367,14 @@ fn the_cli_activates_offline_and_shows_the_state() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    let checked = license_tool()
-        .arg("verify-report")
-        .arg(&report)
-        .arg("--request")
-        .arg(dir.join("req2.txt"))
-        .output()
-        .expect("verify-report");
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stderr)
+    let checked = tool_stdout(
+        license_tool()
+            .arg("verify-report")
+            .arg(&report)
+            .arg("--request")
+            .arg(dir.join("req2.txt")),
     );
-    let json: Value = serde_json::from_slice(&checked.stdout).expect("report json");
+    let json: Value = serde_json::from_str(&checked).expect("report json");
     assert_eq!(
         json["current"]["users"], 0,
         "no account before the first start: {json}"

@@ -518,20 +518,27 @@ pub const TEST_KEY: &str = concat!(
     "/tests/fixtures/license/test-key.pk8"
 );
 
-/// Issues a licence with the test key; `args` add to `--key ... --key-id ... --customer ...`.
-pub fn issue_license(args: &[&str]) -> String {
-    let out = license_tool()
-        .args(["issue", "--key", TEST_KEY, "--key-id", "enclave-test-1"])
-        .args(["--customer", "Harness Corp"])
-        .args(args)
-        .output()
-        .expect("run enclave-license");
+/// Runs a vendor-tool command, insisting that it succeeds; returns its standard output.
+pub fn tool_stdout(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run enclave-license");
     assert!(
         out.status.success(),
-        "enclave-license issue {args:?} failed: {}\n(the tests need the `test-license-key` feature: run scripts/test.sh or cargo test --features test-license-key)",
+        "enclave-license failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("utf8 licence")
+    String::from_utf8(out.stdout).expect("utf8 output")
+}
+
+/// Issues a licence with the test key; `args` add to `--key ... --key-id ... --customer ...`.
+pub fn issue_license(args: &[&str]) -> String {
+    // The tests need the `test-license-key` feature (scripts/test.sh, or cargo test --features
+    // test-license-key) for the server to trust the test key.
+    tool_stdout(
+        license_tool()
+            .args(["issue", "--key", TEST_KEY, "--key-id", "enclave-test-1"])
+            .args(["--customer", "Harness Corp"])
+            .args(args),
+    )
 }
 
 impl Server {
