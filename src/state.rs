@@ -43,9 +43,7 @@ impl AppState {
         instance: Instance,
         license: Arc<crate::license::manager::LicenseManager>,
     ) -> AppState {
-        let usage = Arc::new(crate::usage::Usage::new(crate::usage::meter::Meter::start(
-            tenants.clone(),
-        )));
+        let usage = Arc::new(crate::usage::Usage::new(crate::usage::meter::Meter::start()));
         AppState {
             key_cache: Arc::new(crate::identity::api_key::KeyCache::default()),
             usage,

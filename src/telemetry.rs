@@ -60,6 +60,36 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
+thread_local! {
+    /// Route pattern of recently seen paths, per worker thread (see [`route_pattern`]).
+    static ROUTE_OF_PATH: std::cell::RefCell<std::collections::HashMap<String, String>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// How many paths each worker remembers the route of before it starts over.
+const ROUTE_CACHE_PATHS: usize = 4096;
+
+/// The route pattern a request matched (`/api/v1/tenants/{tenant}/...`), the metrics label.
+/// actix finds it by matching the path against the route table again, a regex per route with a
+/// parameter; API clients call the same paths over and over, so the answer is remembered per path.
+fn route_pattern(req: &actix_web::HttpRequest) -> String {
+    let path = req.path();
+    if let Some(route) = ROUTE_OF_PATH.with(|cache| cache.borrow().get(path).cloned()) {
+        return route;
+    }
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    ROUTE_OF_PATH.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= ROUTE_CACHE_PATHS {
+            cache.clear();
+        }
+        cache.insert(path.to_string(), route.clone());
+    });
+    route
+}
+
 /// The request middleware: assigns the id, serves the request inside its scope, then logs and counts it.
 pub async fn observe_request(
     req: ServiceRequest,
@@ -77,10 +107,7 @@ pub async fn observe_request(
     let elapsed = started.elapsed();
     match outcome {
         Ok(mut response) => {
-            let route = response
-                .request()
-                .match_pattern()
-                .unwrap_or_else(|| "unmatched".to_string());
+            let route = route_pattern(response.request());
             let status = response.status().as_u16();
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response

@@ -17,11 +17,15 @@ pub fn business_now() -> OffsetDateTime {
     let now = now_utc();
     #[cfg(feature = "test-license-key")]
     {
-        if let Some(offset) = std::env::var(TEST_CLOCK_OFFSET_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-        {
-            return now + time::Duration::seconds(offset);
+        // Read once: the offset is fixed for the life of the process (tests restart the server).
+        static OFFSET: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+        let offset = OFFSET.get_or_init(|| {
+            std::env::var(TEST_CLOCK_OFFSET_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        });
+        if let Some(offset) = offset {
+            return now + time::Duration::seconds(*offset);
         }
     }
     now

@@ -24,19 +24,10 @@ use crate::error::{ApiError, Code};
 
 /// Mounts every route of the API and the probes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    health::configure(cfg);
-    openapi::configure(cfg);
-    system::configure(cfg);
-    tenants::configure(cfg);
-    auth::configure(cfg);
-    users::configure(cfg);
-    invitations::configure(cfg);
-    admin_tenants::configure(cfg);
-    audit::configure(cfg);
-    license::configure(cfg);
-    usage::configure(cfg);
     // Everything of one tenant: the caller and its role there are resolved before any other extractor
-    // (a body that fails to parse must not answer before "no such tenant" does).
+    // (a body that fails to parse must not answer before "no such tenant" does). Mounted first: it is
+    // where API traffic goes, and actix tries routes in order (each route with a `{param}` is a regex
+    // match). No other route starts with `/api/v1/tenants/`.
     cfg.service(
         web::scope("/api/v1/tenants/{tenant}")
             .wrap(actix_web::middleware::from_fn(
@@ -51,6 +42,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 Err::<actix_web::HttpResponse, _>(route_not_found(&req))
             })),
     );
+    health::configure(cfg);
+    openapi::configure(cfg);
+    system::configure(cfg);
+    tenants::configure(cfg);
+    auth::configure(cfg);
+    users::configure(cfg);
+    invitations::configure(cfg);
+    admin_tenants::configure(cfg);
+    audit::configure(cfg);
+    license::configure(cfg);
+    usage::configure(cfg);
 }
 
 /// A resource whose unsupported methods answer `405` in the house error shape.

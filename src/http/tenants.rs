@@ -167,12 +167,8 @@ pub async fn create(
     params(("tenant" = String, Path, description = "tenant id")),
     responses((status = 200, description = "the tenant", body = TenantDetail), (status = 404, description = "no such tenant", body = crate::http::openapi::ErrorResponse)))]
 pub async fn show(tenant: TenantCtx) -> ApiResult<web::Json<TenantDetail>> {
-    let schema_version = tenant
-        .run(|db| db.read(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))))
-        .await?;
-    let database_bytes = std::fs::metadata(tenant.db().path())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let schema_version = tenant.schema_version();
+    let database_bytes = tenant.handle().database_bytes();
     Ok(web::Json(TenantDetail {
         tenant: tenant.record.clone(),
         schema_version,

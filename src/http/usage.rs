@@ -444,7 +444,7 @@ async fn quota_list(state: &AppState, tenant: &TenantCtx) -> ApiResult<QuotaList
         let used = state
             .usage
             .meter
-            .used_this_month(tenant.id(), metric)
+            .used_this_month(tenant.handle(), metric)
             .await?;
         let tenant_limit = own.quotas.get(&metric).copied();
         let licence_limit = metric.licence_limit(&limits);

@@ -42,6 +42,16 @@ impl TenantCtx {
         self.tenant.id()
     }
 
+    /// The tenant's open database handle, for services that work on it later (the usage meter).
+    pub fn handle(&self) -> &Arc<TenantDb> {
+        &self.tenant
+    }
+
+    /// The schema version of the tenant's database.
+    pub fn schema_version(&self) -> u32 {
+        self.tenant.schema_version()
+    }
+
     /// The tenant's database. Only this tenant's.
     pub fn db(&self) -> &crate::db::Database {
         self.tenant.db()

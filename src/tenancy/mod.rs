@@ -345,6 +345,10 @@ pub struct TenantDb {
     /// A tenant deleted and created again under the same id is a different tenant and must never be
     /// served the old cached pool.
     generation: (String, u64),
+    /// `PRAGMA user_version` when opened: migrations run before a tenant is served, never while open.
+    schema_version: u32,
+    /// The database file's size and when it was measured (see [`TenantDb::database_bytes`]).
+    measured_size: Mutex<Option<(std::time::Instant, u64)>>,
     db: Database,
     _slot: SlotGuard,
 }
@@ -356,6 +360,28 @@ impl TenantDb {
 
     pub fn db(&self) -> &Database {
         &self.db
+    }
+
+    /// The schema version of the tenant database (read when it was opened).
+    pub fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+
+    /// The size of the database file in bytes, measured at most once a second: a `stat` on every
+    /// request is a measurable share of a light API call, and a size a second old is as useful.
+    pub fn database_bytes(&self) -> u64 {
+        let mut measured = self
+            .measured_size
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *measured {
+            Some((at, bytes)) if at.elapsed() < std::time::Duration::from_secs(1) => bytes,
+            _ => {
+                let bytes = std::fs::metadata(self.db.path()).map_or(0, |m| m.len());
+                *measured = Some((std::time::Instant::now(), bytes));
+                bytes
+            }
+        }
     }
 }
 
@@ -580,11 +606,14 @@ impl TenantRegistry {
     ) -> Result<TenantDb, TenantError> {
         let path = tenant_db_path(&self.data_dir, id);
         let db = Database::open(&path, &self.options)?;
-        let owner: Option<String> = db.read(|c| {
-            c.query_row("SELECT tenant_id FROM tenant_meta WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .optional()
+        let (owner, schema_version): (Option<String>, u32) = db.read(|c| {
+            let owner = c
+                .query_row("SELECT tenant_id FROM tenant_meta WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let version = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok::<_, rusqlite::Error>((owner, version))
         })?;
         if owner.as_deref() != Some(id.as_str()) {
             return Err(TenantError::WrongOwner {
@@ -597,6 +626,8 @@ impl TenantRegistry {
         Ok(TenantDb {
             id: id.clone(),
             generation,
+            schema_version,
+            measured_size: Mutex::new(None),
             db,
             _slot: slot,
         })

@@ -34,13 +34,11 @@ pub const ALERT_THRESHOLDS: [u8; 2] = [80, 100];
 fn rate_headers(response: &mut HttpResponse, decision: &Decision) {
     let headers = response.headers_mut();
     for (name, value) in [
-        ("ratelimit-limit", decision.limit.to_string()),
-        ("ratelimit-remaining", decision.remaining.to_string()),
-        ("ratelimit-reset", decision.reset_secs.to_string()),
+        ("ratelimit-limit", u64::from(decision.limit)),
+        ("ratelimit-remaining", u64::from(decision.remaining)),
+        ("ratelimit-reset", decision.reset_secs),
     ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
+        headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
 }
 
@@ -55,7 +53,8 @@ pub async fn admit(state: &AppState, ctx: &TenantCtx) -> Result<Option<Admission
     let Caller::Key(key) = &ctx.caller else {
         return Ok(None);
     };
-    let plan = state.license.plan();
+    let licence = state.license.current();
+    let plan = &licence.evaluation;
     let default_rate = plan_rate_per_minute(plan.entitlements.plan);
     let usage = state.usage.clone();
     let tenant_id = ctx.id().clone();
@@ -104,7 +103,7 @@ pub async fn admit(state: &AppState, ctx: &TenantCtx) -> Result<Option<Admission
     let reserved = state
         .usage
         .meter
-        .reserve(&tenant_id, &principal, metric, 1, quota)
+        .reserve(ctx.handle(), &principal, metric, 1, quota)
         .await
         .map_err(|e| refusal(ApiError::from(e), &decision))?;
     match reserved {
@@ -161,7 +160,12 @@ async fn record_alerts(state: &AppState, ctx: &TenantCtx, metric: Metric, quota:
     if quota == 0 {
         return;
     }
-    let Ok(used) = state.usage.meter.used_this_month(ctx.id(), metric).await else {
+    let Ok(used) = state
+        .usage
+        .meter
+        .used_this_month(ctx.handle(), metric)
+        .await
+    else {
         return;
     };
     let (_, month) = super::meter::day_and_month(crate::time_util::business_now());
