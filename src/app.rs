@@ -301,6 +301,7 @@ pub async fn serve(
 
     // Chargeback: close last month's statements (idempotent) at start and every six hours.
     let s = state.clone();
+    let directory_sync = actix_web::rt::spawn(crate::directory::sync::schedule_loop(state.clone()));
     let closing = spawn_periodic(
         "closing statements",
         Duration::ZERO,
@@ -345,6 +346,7 @@ pub async fn serve(
     }
     licensing.abort();
     closing.abort();
+    directory_sync.abort();
     // Every metered request already waited for its commit; this only stops the writer thread.
     let meter = state.usage.meter.clone();
     tokio::task::spawn_blocking(move || meter.shutdown())

@@ -128,6 +128,12 @@ error_codes! {
     /// The tenant's monthly quota of a metric is used up (`details`: metric, limit, used); `Retry-After`
     /// says when the month resets.
     QuotaExceeded = (TOO_MANY_REQUESTS, "quota_exceeded"),
+    /// No directory (LDAP / Active Directory) server answered, or its service account could not bind.
+    DirectoryUnavailable = (SERVICE_UNAVAILABLE, "directory_unavailable"),
+    /// The directory account may not use Enclave (not in the required group, disabled, suspended here).
+    DirectoryAccessDenied = (FORBIDDEN, "directory_access_denied"),
+    /// No directory with this id.
+    DirectoryNotFound = (NOT_FOUND, "directory_not_found"),
     /// The server is starting or shutting down.
     NotReady = (SERVICE_UNAVAILABLE, "not_ready"),
     /// The database is busy or unavailable; retry shortly.

@@ -76,6 +76,15 @@ fn session_info(
     }
 }
 
+/// What the local account table says about a sign-in.
+enum LocalSignIn {
+    Verified(identity::User),
+    /// A local account whose password is wrong or which is not active.
+    Refused,
+    /// No local password for this name: a directory account or nobody.
+    NotLocal,
+}
+
 /// Signs in with a username and password; sets the session cookie.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, description = "signed in; the `enclave_session` cookie is set", body = SessionInfo),
@@ -104,25 +113,51 @@ pub async fn login(
         .map_err(|_| ApiError::internal("password hashing closed"))?;
     let system = state.system.clone();
     let name = username.clone();
-    let verified = run_blocking(move || {
+    let login_password = password.clone();
+    // Local accounts first (the break-glass administrator signs in when every directory is down);
+    // a name without a local password goes to the directories.
+    let local = run_blocking(move || {
         let found = system
             .db
             .read(|c| identity::find_user_for_login(c, &name))?;
         Ok::<_, IdentityError>(match found {
-            Some((user, Some(hash)))
-                if password::verify(&password, &hash) && user.state == "active" =>
-            {
-                Some(user)
+            Some((user, Some(hash))) => {
+                if password::verify(&login_password, &hash) && user.state == "active" {
+                    LocalSignIn::Verified(user)
+                } else {
+                    LocalSignIn::Refused
+                }
             }
-            Some((_, Some(_))) => None,
             _ => {
-                password::verify_dummy(&password);
-                None
+                password::verify_dummy(&login_password);
+                LocalSignIn::NotLocal
             }
         })
     })
     .await?;
     drop(_permit);
+    let verified = match local {
+        LocalSignIn::Verified(user) => Some(user),
+        LocalSignIn::Refused => None,
+        LocalSignIn::NotLocal => {
+            match crate::directory::sign_in(&state, &username, &password).await {
+                Ok(found) => found,
+                Err(e) if e.code == crate::error::Code::InvalidCredentials => None,
+                Err(e) => {
+                    state.login_throttle.failure(&username, &client.ip);
+                    record_system(
+                        &state,
+                        Actor::person(&username, &client, false),
+                        "auth.login_directory",
+                        false,
+                    )
+                    .await?;
+                    tracing::info!(username = %username.chars().take(64).collect::<String>(), ip = %client.ip, code = e.code.name(), "directory sign-in failed");
+                    return Err(e);
+                }
+            }
+        }
+    };
     let Some(user) = verified else {
         state.login_throttle.failure(&username, &client.ip);
         record_system(

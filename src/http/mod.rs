@@ -8,6 +8,7 @@ pub mod admin_tenants;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod directories;
 pub mod health;
 pub mod invitations;
 pub mod license;
@@ -53,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     audit::configure(cfg);
     license::configure(cfg);
     usage::configure(cfg);
+    directories::configure(cfg);
 }
 
 /// A resource whose unsupported methods answer `405` in the house error shape.

@@ -87,6 +87,15 @@ pub struct ErrorDetail {
         super::users::list,
         super::users::create,
         super::users::update,
+        super::directories::list,
+        super::directories::create,
+        super::directories::show,
+        super::directories::replace,
+        super::directories::remove,
+        super::directories::test_connection,
+        super::directories::test_login,
+        super::directories::sync_now,
+        super::directories::sync_history,
     ),
     components(schemas(ErrorResponse, ErrorDetail)),
     tags(
@@ -97,6 +106,7 @@ pub struct ErrorDetail {
         (name = "tenants", description = "Tenants: the unit of isolation, each with its own database."),
         (name = "auth", description = "Sign-in, sessions and passwords. Browser calls that change something send the session's CSRF token in `X-CSRF-Token`."),
         (name = "users", description = "Accounts (system administrators)."),
+        (name = "directories", description = "LDAP / Active Directory sign-in: settings, tests, synchronisation (system administrators; licensed feature `ldap`)."),
         (name = "audit", description = "The hash-chained audit log: who did what, from where, with what result. `format=csv` or `jsonl` downloads it."),
         (name = "api-keys", description = "API keys of a tenant, for automation: send `Authorization: Bearer ek_live_…` or `X-API-Key`. A key acts in its own tenant only, with its scopes."),
     )
