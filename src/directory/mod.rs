@@ -164,6 +164,11 @@ pub fn get(conn: &Connection, id: &str) -> Result<Directory, DirectoryError> {
     .ok_or_else(|| DirectoryError::NotFound(id.to_string()))
 }
 
+/// Reads one directory from the system database (blocking).
+pub fn find(system: &SystemDb, id: &str) -> Result<Directory, DirectoryError> {
+    system.db.read(|c| Ok(get(c, id)))?
+}
+
 impl Directory {
     /// The service password: from `bind_password_file` when set, else the sealed copy.
     pub fn service_password(&self, data_dir: &std::path::Path) -> Result<String, DirectoryError> {

@@ -96,13 +96,7 @@ pub async fn run(
 ) -> Result<SyncRun, crate::error::ApiError> {
     let system = state.system.clone();
     let id = directory_id.to_string();
-    let directory = crate::db::run_blocking(move || {
-        system
-            .db
-            .read(|c| Ok(super::get(c, &id)))
-            .map_err(DirectoryError::from)?
-    })
-    .await?;
+    let directory = crate::db::run_blocking(move || super::find(&system, &id)).await?;
     let started_at = crate::time_util::now_rfc3339();
     let outcome = sync_once(state, &directory).await;
     let (status, checked, updated, deactivated, message) = match &outcome {

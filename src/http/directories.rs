@@ -56,13 +56,7 @@ fn licensed(state: &AppState, writing: bool) -> Result<(), DirectoryError> {
 
 async fn load(state: &AppState, id: String) -> ApiResult<Directory> {
     let system = state.system.clone();
-    run_blocking(move || {
-        system
-            .db
-            .read(|c| Ok(directory::get(c, &id)))
-            .map_err(DirectoryError::from)?
-    })
-    .await
+    run_blocking(move || directory::find(&system, &id)).await
 }
 
 /// Lists the directories (system administrators).
