@@ -465,22 +465,12 @@ pub async fn authenticate(
             user.groups.join("; ")
         }
     ));
-    if let Some(required) = settings
-        .required_group
-        .as_deref()
-        .filter(|g| !g.trim().is_empty())
-    {
-        let wanted = super::settings::normalize_dn(required);
-        if !user
-            .groups
-            .iter()
-            .any(|g| super::settings::normalize_dn(g) == wanted)
-        {
-            trace.step(format!("not a member of the required group {required}"));
-            return Err(DirectoryError::Denied(format!(
-                "your directory account is not in the group allowed to use Enclave ({required}); ask your administrator for access"
-            )));
-        }
+    if !settings.admits(&user.groups) {
+        let required = settings.required_group().unwrap_or_default();
+        trace.step(format!("not a member of the required group {required}"));
+        return Err(DirectoryError::Denied(format!(
+            "your directory account is not in the group allowed to use Enclave ({required}); ask your administrator for access"
+        )));
     }
     Ok(user)
 }

@@ -220,6 +220,21 @@ impl Settings {
         Ok(())
     }
 
+    /// The required group, when one is set.
+    pub fn required_group(&self) -> Option<&str> {
+        self.required_group
+            .as_deref()
+            .filter(|g| !g.trim().is_empty())
+    }
+
+    /// Whether a user with these groups may sign in (member of the required group, if any).
+    pub fn admits(&self, groups: &[String]) -> bool {
+        self.required_group().is_none_or(|required| {
+            let wanted = normalize_dn(required);
+            groups.iter().any(|g| normalize_dn(g) == wanted)
+        })
+    }
+
     pub fn group_base(&self) -> &str {
         self.group_base
             .as_deref()

@@ -202,11 +202,6 @@ async fn sync_once(state: &AppState, directory: &Directory) -> Result<Outcome, D
             by_id.insert(user.external_id.clone(), user);
         }
     }
-    let required = settings
-        .required_group
-        .as_deref()
-        .filter(|g| !g.trim().is_empty())
-        .map(super::settings::normalize_dn);
     let mut refresh = Vec::new();
     let mut gone = Vec::new();
     for k in &known {
@@ -221,13 +216,7 @@ async fn sync_once(state: &AppState, directory: &Directory) -> Result<Outcome, D
                         return Err(e);
                     }
                 }
-                let allowed = required.as_ref().is_none_or(|r| {
-                    found
-                        .groups
-                        .iter()
-                        .any(|g| &super::settings::normalize_dn(g) == r)
-                });
-                if allowed {
+                if settings.admits(&found.groups) {
                     refresh.push((k, found));
                 } else {
                     gone.push(k);

@@ -28,6 +28,22 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// An anonymous `ldapsearch` of the whole directory.
+fn anonymous_search(slapd: &Slapd, filter: &str, attrs: &[&str]) -> Output {
+    let url = slapd.ldap_url();
+    let mut args = vec![
+        "-x",
+        "-LLL",
+        "-H",
+        url.as_str(),
+        "-b",
+        slapd.base_dn(),
+        filter,
+    ];
+    args.extend_from_slice(attrs);
+    ldap_tool("ldapsearch", &args, None)
+}
+
 fn search_alice(slapd: &Slapd) -> Output {
     ldap_tool(
         "ldapsearch",
@@ -190,20 +206,7 @@ fn stop_and_start_again_keep_ports_and_data() {
     assert_eq!(port_of(&slapd.ldap_url()), port);
     assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
     assert!(search_alice(&slapd).status.success());
-    let out = ldap_tool(
-        "ldapsearch",
-        &[
-            "-x",
-            "-LLL",
-            "-H",
-            &slapd.ldap_url(),
-            "-b",
-            slapd.base_dn(),
-            "(uid=carol)",
-            "mail",
-        ],
-        None,
-    );
+    let out = anonymous_search(&slapd, "(uid=carol)", &["mail"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("mail: carol.changed@example.org"),
         "{}",
@@ -211,19 +214,7 @@ fn stop_and_start_again_keep_ports_and_data() {
     );
 
     slapd.delete("uid=carol,ou=people,dc=example,dc=org");
-    let out = ldap_tool(
-        "ldapsearch",
-        &[
-            "-x",
-            "-LLL",
-            "-H",
-            &slapd.ldap_url(),
-            "-b",
-            slapd.base_dn(),
-            "(uid=carol)",
-        ],
-        None,
-    );
+    let out = anonymous_search(&slapd, "(uid=carol)", &[]);
     assert!(
         out.status.success() && out.stdout.is_empty(),
         "{}",
