@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a Debian machine, skipping what is already there:
 # Debian's chromium (the UI tests drive it headless) and the UI test's npm packages (playwright-core,
 # pinned in tests/ui/package-lock.json; it never downloads a browser); OpenLDAP's slapd and ldap-utils
-# for the directory sign-in tests.
+# for the directory sign-in tests; Samba as an Active Directory domain controller for the AD tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,9 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || need_apt+=(ldap-utils)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The Active Directory tests provision and run a Samba AD DC (samba-tool domain provision needs the
+# schema files of samba-ad-provision).
+{ [ -x /usr/sbin/samba ] && [ -d /usr/share/samba/setup/ad-schema ]; } || need_apt+=(samba-ad-dc samba-ad-provision)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2

@@ -103,6 +103,47 @@ pub struct Connection {
     timeout: Duration,
 }
 
+/// Attribute names as ldap3 takes them.
+fn names<S: AsRef<str>>(attrs: &[S]) -> Vec<&str> {
+    attrs.iter().map(AsRef::as_ref).collect()
+}
+
+/// What a directory said to a simple bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    Accepted,
+    /// Wrong password, or an account that may not sign in; `reason` is for administrators only (the
+    /// person signing in sees "wrong username or password", which reveals nothing about the account).
+    Refused {
+        reason: String,
+    },
+}
+
+/// Why a bind was refused, in words: Active Directory puts a sub-code (`data 52e`, `data 533`, …) in
+/// the diagnostic message of an invalidCredentials answer.
+fn refusal_reason(diagnostic: &str) -> String {
+    let code = diagnostic
+        .split(", data ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ']).next())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let words = match code.as_str() {
+        "525" => "no such user",
+        "52e" => "wrong password",
+        "530" => "not permitted to sign in at this time",
+        "531" => "not permitted to sign in from this workstation",
+        "532" => "password expired",
+        "533" => "account disabled",
+        "701" => "account expired",
+        "773" => "the user must reset their password",
+        "775" => "account locked out",
+        _ if diagnostic.trim().is_empty() => return "wrong password".into(),
+        _ => return format!("refused: {}", diagnostic.trim()),
+    };
+    format!("{words} (AD data {code})")
+}
+
 /// Connects to the first server that answers (in the configured order), within the timeouts.
 pub async fn connect(settings: &Settings, trace: &mut Trace) -> Result<Connection, DirectoryError> {
     let timeout = Duration::from_secs(settings.operation_timeout_secs);
@@ -154,8 +195,9 @@ pub async fn connect(settings: &Settings, trace: &mut Trace) -> Result<Connectio
 }
 
 impl Connection {
-    /// Simple bind; `Ok(false)` when the server says the credentials are wrong.
-    pub async fn bind(&mut self, dn: &str, password: &str) -> Result<bool, DirectoryError> {
+    /// Simple bind. `Ok(Bind::Refused)` when the server says the credentials (or the account) do not
+    /// allow it; an error only when the server could not be asked.
+    pub async fn bind(&mut self, dn: &str, password: &str) -> Result<Bind, DirectoryError> {
         let result = self
             .ldap
             .with_timeout(self.timeout)
@@ -165,22 +207,30 @@ impl Connection {
                 DirectoryError::Unavailable(format!("{}: bind: {}", self.url, describe(&e)))
             })?;
         match result.rc {
-            0 => Ok(true),
+            0 => Ok(Bind::Accepted),
             // invalidCredentials, inappropriateAuthentication, unwillingToPerform (e.g. a disabled account)
-            49 | 48 | 53 => Ok(false),
+            49 | 48 | 53 => Ok(Bind::Refused {
+                reason: refusal_reason(&result.text),
+            }),
             rc => Err(DirectoryError::Unavailable(format!(
-                "{}: bind refused with result code {rc}: {}",
-                self.url, result.text
+                "{}: bind refused with result code {rc}{}: {}",
+                self.url,
+                if rc == 8 {
+                    " (strongerAuthRequired: the server accepts passwords only over TLS; use ldaps or starttls)"
+                } else {
+                    ""
+                },
+                result.text
             ))),
         }
     }
 
     /// A subtree search with a size limit, returning entries (referrals are skipped, not followed).
-    pub async fn search(
+    pub async fn search<S: AsRef<str>>(
         &mut self,
         base: &str,
         filter: &str,
-        attrs: &[&str],
+        attrs: &[S],
         size_limit: i32,
     ) -> Result<Vec<SearchEntry>, DirectoryError> {
         let options = SearchOptions::new()
@@ -190,7 +240,7 @@ impl Connection {
             .ldap
             .with_search_options(options)
             .with_timeout(self.timeout)
-            .search(base, Scope::Subtree, filter, attrs.to_vec())
+            .search(base, Scope::Subtree, filter, names(attrs))
             .await
             .map_err(|e| {
                 DirectoryError::Unavailable(format!("{}: search: {}", self.url, describe(&e)))
@@ -211,11 +261,11 @@ impl Connection {
     }
 
     /// A paged search of everything under `base` matching `filter` (for synchronisation).
-    pub async fn search_all(
+    pub async fn search_all<S: AsRef<str>>(
         &mut self,
         base: &str,
         filter: &str,
-        attrs: &[&str],
+        attrs: &[S],
         page_size: u32,
     ) -> Result<Vec<SearchEntry>, DirectoryError> {
         use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
@@ -226,7 +276,7 @@ impl Connection {
         let mut stream = self
             .ldap
             .with_timeout(self.timeout)
-            .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
+            .streaming_search_with(adapters, base, Scope::Subtree, filter, names(attrs))
             .await
             .map_err(|e| {
                 DirectoryError::Unavailable(format!("{}: search: {}", self.url, describe(&e)))
@@ -260,8 +310,11 @@ pub async fn service_connection(
 ) -> Result<Connection, DirectoryError> {
     let mut conn = connect(settings, trace).await?;
     if !settings.bind_dn.trim().is_empty() {
-        if !conn.bind(&settings.bind_dn, service_password).await? {
-            trace.step(format!("service bind as {} refused", settings.bind_dn));
+        if let Bind::Refused { reason } = conn.bind(&settings.bind_dn, service_password).await? {
+            trace.step(format!(
+                "service bind as {} refused: {reason}",
+                settings.bind_dn
+            ));
             return Err(DirectoryError::ServiceBindFailed(settings.bind_dn.clone()));
         }
         trace.step(format!("service bind as {}", settings.bind_dn));
@@ -273,7 +326,9 @@ pub async fn service_connection(
 
 /// The user filter for a login name, escaped per RFC 4515.
 pub fn user_filter(settings: &Settings, login: &str) -> String {
-    settings.user_filter.replace("{login}", &ldap_escape(login))
+    settings
+        .user_filter_template()
+        .replace("{login}", &ldap_escape(login))
 }
 
 fn first(entry: &SearchEntry, attr: &str) -> Option<String> {
@@ -285,29 +340,63 @@ fn first(entry: &SearchEntry, attr: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The stable id of an entry: a text attribute (entryUUID) or a binary one (objectGUID), as hex.
+/// The raw bytes of an attribute's first value, wherever ldap3 put it: values that happen to be valid
+/// UTF-8 land in `attrs`, the others in `bin_attrs`.
+fn first_bytes(entry: &SearchEntry, attr: &str) -> Option<Vec<u8>> {
+    let named = |k: &String| k.eq_ignore_ascii_case(attr);
+    entry
+        .bin_attrs
+        .iter()
+        .find(|(k, _)| named(k))
+        .and_then(|(_, v)| v.first().cloned())
+        .or_else(|| {
+            entry
+                .attrs
+                .iter()
+                .find(|(k, _)| named(k))
+                .and_then(|(_, v)| v.first())
+                .map(|v| v.as_bytes().to_vec())
+        })
+        .filter(|v| !v.is_empty())
+}
+
+/// The stable id of an entry. AD's `objectGUID` is 16 bytes, shown the way AD tools show it
+/// (`{b5aac92f-ca8f-40a7-…}` without braces: the first three fields little-endian); any other binary
+/// id as hex; a text id (`entryUUID`) as it is.
 fn stable_id(entry: &SearchEntry, attr: &str) -> Option<String> {
-    first(entry, attr).or_else(|| {
-        entry
-            .bin_attrs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(attr))
-            .and_then(|(_, v)| v.first())
-            .map(hex::encode)
-    })
+    if attr.eq_ignore_ascii_case("objectGUID") {
+        return first_bytes(entry, attr).map(|raw| match <[u8; 16]>::try_from(raw.as_slice()) {
+            Ok(guid) => format_guid(&guid),
+            Err(_) => hex::encode(raw),
+        });
+    }
+    first(entry, attr).or_else(|| first_bytes(entry, attr).map(hex::encode))
+}
+
+/// Formats a Windows GUID from its 16-byte wire form (Data1, Data2, Data3 little-endian; Data4 as is).
+fn format_guid(b: &[u8; 16]) -> String {
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{}",
+        b[3],
+        b[2],
+        b[1],
+        b[0],
+        b[5],
+        b[4],
+        b[7],
+        b[6],
+        b[8],
+        b[9],
+        hex::encode(&b[10..])
+    )
 }
 
 /// The attributes asked for on user entries.
-pub fn user_attributes(settings: &Settings) -> Vec<&str> {
-    let a = &settings.attributes;
-    let mut attrs = vec![
-        a.id.as_str(),
-        a.username.as_str(),
-        a.email.as_str(),
-        a.display_name.as_str(),
-    ];
+pub fn user_attributes(settings: &Settings) -> Vec<String> {
+    let a = settings.attributes();
+    let mut attrs = vec![a.id, a.username, a.email, a.display_name];
     if settings.kind == Kind::ActiveDirectory {
-        attrs.push("userAccountControl");
+        attrs.push("userAccountControl".into());
     }
     attrs
 }
@@ -327,24 +416,25 @@ pub fn read_user(
             ));
         }
     }
-    let external_id = stable_id(entry, &settings.attributes.id).ok_or_else(|| {
+    let names = settings.attributes();
+    let external_id = stable_id(entry, &names.id).ok_or_else(|| {
         DirectoryError::Unavailable(format!(
             "the entry {} has no {} (the stable id attribute)",
-            entry.dn, settings.attributes.id
+            entry.dn, names.id
         ))
     })?;
-    let username = first(entry, &settings.attributes.username).ok_or_else(|| {
+    let username = first(entry, &names.username).ok_or_else(|| {
         DirectoryError::Unavailable(format!(
             "the entry {} has no {} (the username attribute)",
-            entry.dn, settings.attributes.username
+            entry.dn, names.username
         ))
     })?;
     Ok(DirectoryUser {
         dn: entry.dn.clone(),
         external_id,
         username,
-        email: first(entry, &settings.attributes.email),
-        display_name: first(entry, &settings.attributes.display_name),
+        email: first(entry, &names.email),
+        display_name: first(entry, &names.display_name),
         groups: Vec::new(),
     })
 }
@@ -437,22 +527,25 @@ pub async fn authenticate(
         return Err(DirectoryError::InvalidCredentials);
     };
     trace.step(format!("found {}", entry.dn));
+    // The user's own bind on a fresh connection: the service connection keeps its identity. It comes
+    // before anything is said about the account, so a wrong password learns nothing (not even that
+    // the account is disabled).
+    let mut own = connect(settings, trace).await?;
+    let bound = own.bind(&entry.dn, password).await;
+    own.close().await;
+    if let Bind::Refused { reason } = bound? {
+        trace.step(format!("bind as {} refused: {reason}", entry.dn));
+        service.close().await;
+        return Err(DirectoryError::InvalidCredentials);
+    }
     let mut user = match read_user(settings, &entry) {
         Ok(user) => user,
         Err(e) => {
+            trace.step(format!("{e}"));
             service.close().await;
             return Err(e);
         }
     };
-    // The user's own bind on a fresh connection: the service connection keeps its identity.
-    let mut own = connect(settings, trace).await?;
-    let bound = own.bind(&entry.dn, password).await;
-    own.close().await;
-    if !bound? {
-        trace.step(format!("bind as {} refused: wrong password", entry.dn));
-        service.close().await;
-        return Err(DirectoryError::InvalidCredentials);
-    }
     trace.step(format!("bind as {} succeeded", entry.dn));
     let groups = groups_of(&mut service, settings, &entry.dn, trace).await;
     service.close().await;
@@ -483,6 +576,50 @@ pub fn escape_dn_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ad_bind_refusals_are_explained_to_administrators() {
+        let ad = "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 533, v1db1";
+        assert_eq!(refusal_reason(ad), "account disabled (AD data 533)");
+        assert_eq!(
+            refusal_reason(&ad.replace("533", "52e")),
+            "wrong password (AD data 52e)"
+        );
+        assert_eq!(refusal_reason(""), "wrong password");
+        assert_eq!(
+            refusal_reason("Invalid credentials"),
+            "refused: Invalid credentials"
+        );
+    }
+
+    #[test]
+    fn object_guids_read_as_ad_tools_show_them() {
+        // erin's objectGUID as a Samba AD DC sent it, and as `samba-tool user show` prints it.
+        let wire = hex::decode("2fc9aab58fcaa740a6d479a6133775cb").expect("hex");
+        let entry = SearchEntry {
+            dn: "CN=erin,CN=Users,DC=enclave,DC=test".into(),
+            attrs: Default::default(),
+            bin_attrs: [("objectGUID".to_string(), vec![wire])].into(),
+        };
+        assert_eq!(
+            stable_id(&entry, "objectGUID").as_deref(),
+            Some("b5aac92f-ca8f-40a7-a6d4-79a6133775cb")
+        );
+        // A GUID whose bytes happen to be valid UTF-8 arrives in `attrs`: the same formatting applies.
+        let ascii = SearchEntry {
+            dn: "CN=x".into(),
+            attrs: [(
+                "objectGUID".to_string(),
+                vec!["ABCDEFGHIJKLMNOP".to_string()],
+            )]
+            .into(),
+            bin_attrs: Default::default(),
+        };
+        assert_eq!(
+            stable_id(&ascii, "objectguid").as_deref(),
+            Some("44434241-4645-4847-494a-4b4c4d4e4f50")
+        );
+    }
 
     #[test]
     fn logins_are_escaped_in_filters() {

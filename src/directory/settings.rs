@@ -29,8 +29,9 @@ pub enum Security {
     None,
 }
 
-/// The attributes read from a user entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// The attributes read from a user entry. An empty name means the default of the directory's kind
+/// (see [`Attributes::for_kind`] and [`Settings::attributes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Attributes {
     /// The stable id of an entry (`entryUUID`, `objectGUID`): accounts are keyed by it.
@@ -59,9 +60,34 @@ impl Attributes {
     }
 }
 
-impl Default for Attributes {
-    fn default() -> Self {
-        Attributes::for_kind(Kind::Openldap)
+impl Attributes {
+    /// These names, with every empty one replaced by the kind's default.
+    fn or_defaults_of(&self, kind: Kind) -> Attributes {
+        let defaults = Attributes::for_kind(kind);
+        let pick = |set: &str, default: String| {
+            if set.trim().is_empty() {
+                default
+            } else {
+                set.trim().to_string()
+            }
+        };
+        Attributes {
+            id: pick(&self.id, defaults.id),
+            username: pick(&self.username, defaults.username),
+            email: pick(&self.email, defaults.email),
+            display_name: pick(&self.display_name, defaults.display_name),
+        }
+    }
+}
+
+/// The sign-in filter used when none is set: OpenLDAP matches `uid`; Active Directory accepts the
+/// pre-Windows 2000 name (`sAMAccountName`) or the user principal name (`alice@corp.example`).
+pub fn default_user_filter(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Openldap => "(uid={login})",
+        Kind::ActiveDirectory => {
+            "(&(objectClass=user)(|(sAMAccountName={login})(userPrincipalName={login})))"
+        }
     }
 }
 
@@ -93,7 +119,8 @@ pub struct Settings {
     /// A file holding the service password, instead of storing it (sealed) in the database.
     pub bind_password_file: Option<String>,
     pub user_base: String,
-    /// LDAP filter with a `{login}` placeholder, replaced by the escaped login name.
+    /// LDAP filter with a `{login}` placeholder, replaced by the escaped login name; empty: the
+    /// kind's default ([`default_user_filter`]).
     pub user_filter: String,
     pub attributes: Attributes,
     /// Where groups are searched (default: the user base).
@@ -126,7 +153,7 @@ impl Default for Settings {
             bind_dn: String::new(),
             bind_password_file: None,
             user_base: String::new(),
-            user_filter: "(uid={login})".into(),
+            user_filter: String::new(),
             attributes: Attributes::default(),
             group_base: None,
             nested_group_depth: 5,
@@ -172,16 +199,11 @@ impl Settings {
         if self.user_base.trim().is_empty() {
             return Err(invalid("user_base: the DN under which users are searched"));
         }
-        if !self.user_filter.contains("{login}")
-            || !self.user_filter.starts_with('(')
-            || !self.user_filter.ends_with(')')
-        {
+        let filter = self.user_filter_template();
+        if !filter.contains("{login}") || !filter.starts_with('(') || !filter.ends_with(')') {
             return Err(invalid(
                 "user_filter: an LDAP filter in parentheses with a {login} placeholder, e.g. (uid={login})",
             ));
-        }
-        if self.attributes.id.trim().is_empty() || self.attributes.username.trim().is_empty() {
-            return Err(invalid("attributes: id and username are required"));
         }
         if self.follow_referrals {
             return Err(invalid(
@@ -218,6 +240,21 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The sign-in filter with its `{login}` placeholder (the kind's default when none is set).
+    pub fn user_filter_template(&self) -> &str {
+        let set = self.user_filter.trim();
+        if set.is_empty() {
+            default_user_filter(self.kind)
+        } else {
+            set
+        }
+    }
+
+    /// The attribute names to read, the kind's defaults filling those not set.
+    pub fn attributes(&self) -> Attributes {
+        self.attributes.or_defaults_of(self.kind)
     }
 
     /// The required group, when one is set.
@@ -326,5 +363,24 @@ mod tests {
         s.user_filter = "(uid={login})".into();
         s.security = Security::Ldaps;
         assert!(s.validate().is_err(), "ldap:// with ldaps");
+    }
+
+    #[test]
+    fn unset_filter_and_attributes_take_the_kinds_defaults() {
+        let mut s = Settings {
+            kind: Kind::ActiveDirectory,
+            ..Settings::default()
+        };
+        assert!(s.user_filter_template().contains("sAMAccountName={login}"));
+        assert!(s
+            .user_filter_template()
+            .contains("userPrincipalName={login}"));
+        assert_eq!(s.attributes().id, "objectGUID");
+        s.attributes.email = "userPrincipalName".into();
+        assert_eq!(s.attributes().email, "userPrincipalName");
+        assert_eq!(s.attributes().username, "sAMAccountName");
+        s.kind = Kind::Openldap;
+        assert_eq!(s.user_filter_template(), "(uid={login})");
+        assert_eq!(s.attributes().id, "entryUUID");
     }
 }

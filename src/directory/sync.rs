@@ -170,7 +170,7 @@ async fn sync_once(state: &AppState, directory: &Directory) -> Result<Outcome, D
     let mut trace = Trace::default();
     let mut conn = client::service_connection(settings, &password, &mut trace).await?;
     // Everyone the sign-in filter would accept: the filter with `*` for the login.
-    let filter = settings.user_filter.replace("{login}", "*");
+    let filter = settings.user_filter_template().replace("{login}", "*");
     let entries = conn
         .search_all(
             &settings.user_base,

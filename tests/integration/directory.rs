@@ -56,7 +56,7 @@ fn setup(slapd: &Slapd, urls: Vec<String>, security: &str) -> (Server, String) {
     (server, id)
 }
 
-fn memberships(session_reply: &Reply) -> Vec<(String, String)> {
+pub(crate) fn memberships(session_reply: &Reply) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = session_reply.json()["memberships"]
         .as_array()
         .expect("memberships")
@@ -76,7 +76,7 @@ fn memberships(session_reply: &Reply) -> Vec<(String, String)> {
     out
 }
 
-fn login_reply(server: &Server, username: &str, password: &str) -> Reply {
+pub(crate) fn login_reply(server: &Server, username: &str, password: &str) -> Reply {
     server.call(
         "POST",
         "/api/v1/auth/login",

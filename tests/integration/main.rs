@@ -3,6 +3,7 @@
 
 mod common;
 
+mod active_directory;
 mod api_keys;
 mod audit;
 mod auth;

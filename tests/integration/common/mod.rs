@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod samba;
 pub mod slapd;
 
 use std::io::{BufRead, BufReader};

@@ -158,22 +158,7 @@ impl Slapd {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
-                }
-            }
-        }
+        terminate(&mut child);
     }
 
     /// Starts slapd again after [`Slapd::stop`], on the same ports with the same data.
@@ -274,6 +259,24 @@ pub fn dead_url() -> String {
     format!("ldap://127.0.0.1:{}", free_port())
 }
 
+/// Stops a server process: SIGTERM, then SIGKILL if it has not exited within 10 s.
+pub fn terminate(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -281,12 +284,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn accepts(port: u16) -> bool {
+pub fn accepts(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
-fn check(out: &Output, what: &str) {
+pub fn check(out: &Output, what: &str) {
     if !out.status.success() {
         panic!(
             "{what} failed ({}):\n--- stderr ---\n{}\n--- stdout ---\n{}",
@@ -337,7 +340,7 @@ access to *
 
 /// Generates `ca.pem`, `server.pem`/`server.key` (signed by the CA; SAN IP:127.0.0.1, DNS:localhost)
 /// and an unrelated `other-ca.pem`, all with EC P-256 keys.
-fn generate_pki(root: &Path) {
+pub fn generate_pki(root: &Path) {
     let cnf = root.join("openssl.cnf");
     fs::write(
         &cnf,
