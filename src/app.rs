@@ -266,6 +266,12 @@ pub async fn serve(
         })
     });
 
+    // Cron jobs: each directory's synchronisation on its own schedule.
+    if let Err(e) = state.scheduler.start().await {
+        tracing::error!(error = %e, "the job scheduler did not start: directory synchronisation will not run on schedule");
+    }
+    crate::directory::sync::schedule_all(&state).await;
+
     // Purge tenants whose deletion grace period has passed: now, then every five minutes.
     let s = state.clone();
     let purger = spawn_periodic(
@@ -301,7 +307,6 @@ pub async fn serve(
 
     // Chargeback: close last month's statements (idempotent) at start and every six hours.
     let s = state.clone();
-    let directory_sync = actix_web::rt::spawn(crate::directory::sync::schedule_loop(state.clone()));
     let closing = spawn_periodic(
         "closing statements",
         Duration::ZERO,
@@ -346,7 +351,7 @@ pub async fn serve(
     }
     licensing.abort();
     closing.abort();
-    directory_sync.abort();
+    state.scheduler.shutdown().await;
     // Every metered request already waited for its commit; this only stops the writer thread.
     let meter = state.usage.meter.clone();
     tokio::task::spawn_blocking(move || meter.shutdown())

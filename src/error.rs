@@ -134,6 +134,8 @@ error_codes! {
     DirectoryAccessDenied = (FORBIDDEN, "directory_access_denied"),
     /// No directory with this id.
     DirectoryNotFound = (NOT_FOUND, "directory_not_found"),
+    /// A synchronisation of this directory is already running.
+    DirectorySyncRunning = (CONFLICT, "directory_sync_running"),
     /// The server is starting or shutting down.
     NotReady = (SERVICE_UNAVAILABLE, "not_ready"),
     /// The database is busy or unavailable; retry shortly.

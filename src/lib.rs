@@ -31,6 +31,7 @@ pub mod license;
 pub mod metrics;
 pub mod models;
 pub mod notify;
+pub mod scheduler;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;

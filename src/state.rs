@@ -27,6 +27,8 @@ pub struct AppState {
     /// The installed licence and its state; enforcement reads [`LicenseManager::plan`].
     pub license: Arc<crate::license::manager::LicenseManager>,
     pub started: Instant,
+    /// Recurring jobs (directory synchronisation); started by `app::serve`.
+    pub scheduler: Arc<crate::scheduler::Scheduler>,
     /// Failed sign-in counters.
     pub login_throttle: Arc<LoginThrottle>,
     /// Bounds concurrent argon2 work so sign-in storms cannot exhaust memory or CPU.
@@ -53,6 +55,7 @@ impl AppState {
             license,
             instance: Arc::new(instance),
             started: Instant::now(),
+            scheduler: Arc::new(crate::scheduler::Scheduler::default()),
             login_throttle: Arc::new(LoginThrottle::default()),
             password_hashes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_HASHES)),
             ready: Arc::new(AtomicBool::new(false)),

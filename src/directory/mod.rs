@@ -46,6 +46,8 @@ pub enum DirectoryError {
     Denied(String),
     #[error("no directory with id {0}")]
     NotFound(String),
+    #[error("a synchronisation of directory {0} is already running")]
+    SyncRunning(String),
     #[error("the username {0:?} is already used by a local account or another directory")]
     UsernameTaken(String),
     #[error("the directory's service password cannot be read: {0}")]
@@ -79,6 +81,7 @@ impl ErrorCode for DirectoryError {
             }
             DirectoryError::Denied(_) => Code::DirectoryAccessDenied,
             DirectoryError::NotFound(_) => Code::DirectoryNotFound,
+            DirectoryError::SyncRunning(_) => Code::DirectorySyncRunning,
             DirectoryError::UsernameTaken(_) => Code::UserExists,
             DirectoryError::Plan(p) => p.code(),
             DirectoryError::Db(_) | DirectoryError::Database(_) => Code::DatabaseUnavailable,
@@ -120,6 +123,8 @@ pub struct Directory {
     pub settings: Settings,
     /// Whether a service password is stored (it is never shown).
     pub bind_password_set: bool,
+    /// When the scheduled synchronisation runs next (UTC); none when disabled or unscheduled.
+    pub next_sync_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip)]
@@ -130,13 +135,22 @@ fn directory_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Directory> {
     let text: String = r.get("settings")?;
     let settings: Settings = serde_json::from_str(&text).unwrap_or_default();
     let sealed: Option<String> = r.get("bind_password_sealed")?;
+    let enabled = r.get::<_, i64>("enabled")? == 1;
+    let next_sync_at = if enabled && !settings.sync_schedule.trim().is_empty() {
+        crate::scheduler::parse(&settings.sync_schedule)
+            .ok()
+            .and_then(|schedule| crate::scheduler::next_run(&schedule))
+    } else {
+        None
+    };
     Ok(Directory {
         id: r.get("id")?,
         name: r.get("name")?,
         priority: r.get("priority")?,
-        enabled: r.get::<_, i64>("enabled")? == 1,
+        enabled,
         settings,
         bind_password_set: sealed.is_some(),
+        next_sync_at,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
         bind_password_sealed: sealed,

@@ -4,11 +4,11 @@
 //! accounts, changes nothing and is recorded as `refused` with the reason. Deactivation ends sessions
 //! and revokes the account's API keys at once. Every run is recorded (`directory_sync_runs`) and audited.
 //!
-//! Runs come from the schedule (a cron expression per directory, parsed with the `cron` crate and
-//! checked by one loop every few seconds) or from "sync now".
+//! Runs come from the schedule (a cron expression per directory, a job of [`crate::scheduler`] kept in
+//! step with the settings by [`reschedule`]) or from "sync now"; two runs of one directory never overlap.
 
-use std::collections::HashMap;
-use std::str::FromStr;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -16,13 +16,96 @@ use super::client::{self, Trace};
 use super::{Directory, DirectoryError};
 use crate::state::AppState;
 
-/// Parses a cron expression (`sec min hour day-of-month month day-of-week`).
-pub fn parse_schedule(expression: &str) -> Result<cron::Schedule, DirectoryError> {
-    cron::Schedule::from_str(expression.trim()).map_err(|e| {
+/// Parses a cron expression (`sec min hour day-of-month month day-of-week`, UTC).
+pub fn parse_schedule(expression: &str) -> Result<crate::scheduler::Schedule, DirectoryError> {
+    crate::scheduler::parse(expression).map_err(|e| {
         DirectoryError::InvalidSettings(format!(
-            "sync_schedule: {e} (six fields: sec min hour day month weekday, e.g. \"0 0 * * * *\" hourly)"
+            "sync_schedule: {e} (six fields: sec min hour day month weekday, in UTC, e.g. \"0 0 * * * *\" hourly)"
         ))
     })
+}
+
+/// The scheduler key of a directory's synchronisation job.
+fn job_key(directory_id: &str) -> String {
+    format!("directory:{directory_id}")
+}
+
+/// Makes the scheduler run `directory`'s synchronisation on its current schedule (none when the
+/// directory is disabled or its schedule is empty). Called at start-up and after every change.
+pub async fn reschedule(state: &AppState, directory: &Directory) {
+    let expression = if directory.enabled {
+        directory.settings.sync_schedule.as_str()
+    } else {
+        ""
+    };
+    let (job_state, id) = (state.clone(), directory.id.clone());
+    let scheduled = state
+        .scheduler
+        .schedule(&job_key(&directory.id), expression, move || {
+            let (state, id) = (job_state.clone(), id.clone());
+            async move {
+                match run(&state, &id, "schedule").await {
+                    Ok(_) => {}
+                    Err(e) if e.code == crate::error::Code::DirectorySyncRunning => {
+                        tracing::info!(directory = %id, "previous synchronisation still running: this one is skipped")
+                    }
+                    Err(e) => {
+                        tracing::warn!(directory = %id, error = %e.message, "scheduled directory sync failed")
+                    }
+                }
+            }
+        })
+        .await;
+    if let Err(e) = scheduled {
+        tracing::warn!(directory = %directory.id, error = %e, "cannot schedule the directory's synchronisation");
+    }
+}
+
+/// Removes a deleted directory's job.
+pub async fn unschedule(state: &AppState, directory_id: &str) {
+    if let Err(e) = state.scheduler.unschedule(&job_key(directory_id)).await {
+        tracing::warn!(directory = %directory_id, error = %e, "cannot remove the directory's sync job");
+    }
+}
+
+/// Schedules every directory's synchronisation (at start-up).
+pub async fn schedule_all(state: &AppState) {
+    let system = state.system.clone();
+    match crate::db::run_blocking(move || system.db.read(super::list)).await {
+        Ok(directories) => {
+            for directory in &directories {
+                reschedule(state, directory).await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e.message, "cannot read directories to schedule their synchronisation")
+        }
+    }
+}
+
+/// Directories with a run in progress.
+static RUNNING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// Marks a directory's run in progress until dropped.
+struct RunGuard(String);
+
+impl RunGuard {
+    fn take(directory_id: &str) -> Option<RunGuard> {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .get_or_insert_with(HashSet::new)
+            .insert(directory_id.to_string())
+            .then(|| RunGuard(directory_id.to_string()))
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = running.as_mut() {
+            set.remove(&self.0);
+        }
+    }
 }
 
 /// One recorded run.
@@ -94,6 +177,9 @@ pub async fn run(
     directory_id: &str,
     trigger: &str,
 ) -> Result<SyncRun, crate::error::ApiError> {
+    let Some(_running) = RunGuard::take(directory_id) else {
+        return Err(DirectoryError::SyncRunning(directory_id.to_string()).into());
+    };
     let system = state.system.clone();
     let id = directory_id.to_string();
     let directory = crate::db::run_blocking(move || super::find(&system, &id)).await?;
@@ -287,34 +373,4 @@ async fn sync_once(state: &AppState, directory: &Directory) -> Result<Outcome, D
     })
     .await
     .map_err(|e| DirectoryError::Unavailable(e.message))
-}
-
-/// The scheduler: every 15 s, runs the synchronisation of each enabled directory whose cron schedule
-/// had a firing time since the loop last looked.
-pub async fn schedule_loop(state: AppState) {
-    let mut last_check = chrono::Utc::now();
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(15)).await;
-        let now = chrono::Utc::now();
-        let system = state.system.clone();
-        let Ok(directories) = crate::db::run_blocking(move || system.db.read(super::list)).await
-        else {
-            continue;
-        };
-        for directory in directories.into_iter().filter(|d| d.enabled) {
-            let Ok(schedule) = parse_schedule(&directory.settings.sync_schedule) else {
-                continue;
-            };
-            let due = schedule
-                .after(&last_check)
-                .next()
-                .is_some_and(|at| at <= now);
-            if due {
-                if let Err(e) = run(&state, &directory.id, "schedule").await {
-                    tracing::warn!(directory = %directory.id, error = %e, "scheduled directory sync failed");
-                }
-            }
-        }
-        last_check = now;
-    }
 }

@@ -88,6 +88,7 @@ pub async fn create(
     let input = body.into_inner();
     let saved =
         run_blocking(move || directory::save(&system, &data_dir, None, &input, &actor)).await?;
+    directory::sync::reschedule(&state, &saved).await;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/directories/{}", saved.id)))
         .json(saved))
@@ -124,6 +125,7 @@ pub async fn replace(
     let saved =
         run_blocking(move || directory::save(&system, &data_dir, Some(&id), &input, &actor))
             .await?;
+    directory::sync::reschedule(&state, &saved).await;
     Ok(web::Json(saved))
 }
 
@@ -140,7 +142,9 @@ pub async fn remove(
     let actor = Actor::person(&admin.user().username, &client, true);
     let system = state.system.clone();
     let id = id.into_inner();
+    let removed = id.clone();
     run_blocking(move || directory::delete(&system, &id, &actor)).await?;
+    directory::sync::unschedule(&state, &removed).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -261,7 +265,8 @@ pub async fn test_login(
 
 /// Synchronises now.
 #[utoipa::path(post, path = "/api/v1/directories/{id}/sync", tag = "directories", responses(
-    (status = 200, description = "the recorded run (status ok, refused or failed)", body = SyncRun)))]
+    (status = 200, description = "the recorded run (status ok, refused or failed)", body = SyncRun),
+    (status = 409, description = "a run of this directory is already in progress", body = crate::http::openapi::ErrorResponse)))]
 pub async fn sync_now(
     _admin: SystemAdmin,
     state: web::Data<AppState>,

@@ -353,3 +353,76 @@ fn sync_deactivates_a_leaver_and_refuses_to_deactivate_everyone() {
     let audit = server.get("/api/v1/audit?action=directory.sync").body;
     assert!(audit.contains("directory.sync"), "{audit}");
 }
+
+/// How many recorded runs of the directory the schedule started.
+fn scheduled_runs(server: &Server, id: &str) -> usize {
+    server.get(&format!("/api/v1/directories/{id}/sync")).json()["runs"]
+        .as_array()
+        .map(|runs| runs.iter().filter(|r| r["trigger"] == "schedule").count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_saved_schedule_runs_the_sync_without_a_restart_and_an_empty_one_stops_it() {
+    let slapd = Slapd::start();
+    let (server, id) = setup(&slapd, vec![slapd.ldap_url()], "starttls");
+    assert_eq!(login_reply(&server, "alice", "alice-pass-1").status, 200);
+    let shown = server.get(&format!("/api/v1/directories/{id}")).json();
+    assert_eq!(shown["next_sync_at"], Value::Null, "no schedule: {shown}");
+
+    let mut body = settings(&slapd, vec![slapd.ldap_url()], "starttls");
+    body["sync_schedule"] = json!("*/2 * * * * *");
+    let saved = server.put_json(
+        &format!("/api/v1/directories/{id}"),
+        &json!({"name": "Example LDAP", "settings": body.clone()}),
+    );
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(
+        saved.json()["next_sync_at"].as_str().is_some(),
+        "{}",
+        saved.body
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scheduled_runs(&server, &id) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        scheduled_runs(&server, &id) > 0,
+        "a scheduled run within 10 s"
+    );
+
+    // After a restart the schedule is picked up again from the saved settings.
+    let server = server.restart_with_clock_offset(0);
+    let before = scheduled_runs(&server, &id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while scheduled_runs(&server, &id) == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        scheduled_runs(&server, &id) > before,
+        "scheduled runs resume after a restart"
+    );
+
+    body["sync_schedule"] = json!("");
+    server.put_json(
+        &format!("/api/v1/directories/{id}"),
+        &json!({"name": "Example LDAP", "settings": body.clone()}),
+    );
+    std::thread::sleep(Duration::from_millis(2500)); // a run already started may still finish
+    let settled = scheduled_runs(&server, &id);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        scheduled_runs(&server, &id),
+        settled,
+        "no scheduled runs after the schedule was cleared"
+    );
+
+    // A schedule that is not cron is refused with the field named.
+    body["sync_schedule"] = json!("0 * * * *");
+    let refused = server.put_json(
+        &format!("/api/v1/directories/{id}"),
+        &json!({"name": "Example LDAP", "settings": body}),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("sync_schedule"), "{}", refused.body);
+}
