@@ -220,7 +220,7 @@ test('carol, outside the required group, is refused with the reason and gets no 
   await ctx.close();
 });
 
-test('the sync after alice signed in refreshes her account', async () => {
+test('the sync after alice signed in refreshes her account; an edit keeps the stored password; delete asks first', async () => {
   const { page, problems } = await openPageIn(context);
   await page.goto(`${base}/directories`);
   await page.getByRole('button', { name: 'Example LDAP' }).click();
@@ -229,6 +229,30 @@ test('the sync after alice signed in refreshes her account', async () => {
   const runs = page.getByTestId('sync-history').locator('tbody tr');
   await runs.nth(1).waitFor();
   assert.match(await runs.first().textContent(), /manualok\d+10/);
+
+  // A change with the password field left empty keeps the stored password: the service bind still works.
+  const form = page.getByRole('form', { name: 'Directory settings' });
+  await form.getByLabel('Priority', { exact: true }).fill('10');
+  await form.getByRole('button', { name: 'Save directory' }).click();
+  await form.getByTestId('directory-saved').waitFor();
+  assert.match(await page.getByTestId('directory-table').locator('tbody tr').first().textContent(), /^10Example LDAP/);
+  await page.getByRole('button', { name: 'Test connection' }).click();
+  const connection = page.getByTestId('connection-result').getByTestId('test-result');
+  await connection.waitFor();
+  assert.equal(await connection.getAttribute('data-ok'), 'true', await connection.textContent());
+
+  // Delete: a confirmation first; cancel keeps it, yes removes it.
+  await form.getByRole('button', { name: 'Delete directory' }).click();
+  const confirm = form.getByRole('group', { name: /Delete the directory Example LDAP\?/ });
+  await confirm.waitFor();
+  assert.match(await confirm.textContent(), /accounts are deactivated/);
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  assert.equal(await confirm.count(), 0);
+  await form.getByRole('button', { name: 'Delete directory' }).click();
+  await shot(page, 'directory-delete-confirm');
+  await confirm.getByRole('button', { name: 'Yes, delete the directory' }).click();
+  await page.getByTestId('no-directories').waitFor();
+  assert.equal(await form.count(), 0);
   assert.deepEqual(problems, []);
   await page.close();
 });
