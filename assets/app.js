@@ -10,6 +10,7 @@ import { TenantUsage, UsageOverview } from './pages/usage.js';
 import { AcceptInvitation } from './pages/invite.js';
 import { Profile } from './pages/profile.js';
 import { Users } from './pages/users.js';
+import { Directories } from './pages/directories.js';
 import { SystemAudit } from './pages/audit-log.js';
 import { Overview } from './pages/overview.js';
 import { Tenants } from './pages/tenants.js';
@@ -22,6 +23,7 @@ const ROUTES = [
   { path: '/', title: 'Overview', view: Overview, nav: true },
   { path: '/tenants', title: 'Tenants', view: Tenants, nav: true },
   { path: '/users', title: 'Accounts', view: Users, nav: true, admin: true },
+  { path: '/directories', title: 'Directories', view: Directories, nav: true, admin: true },
   { path: '/usage', title: 'Usage', view: UsageOverview, nav: true, admin: true },
   { path: '/audit', title: 'Audit log', view: SystemAudit, nav: true, admin: true },
   { path: '/license', title: 'Licence', view: License, nav: true, admin: true },

@@ -23,6 +23,15 @@ export function setSession(info) {
   publish({ loaded: true, info });
 }
 
+// Where a person lands after signing in (when no deep link is pending): someone who is not a system
+// administrator and belongs to exactly one tenant goes straight to it; everyone else to the overview.
+export function landingPath(info) {
+  if (info && !info.user.is_system_admin && info.memberships.length === 1) {
+    return `/tenants/${info.memberships[0].tenant_id}`;
+  }
+  return '/';
+}
+
 export async function loadSession() {
   try {
     setSession(await api.get('/api/v1/auth/session'));

@@ -3,7 +3,7 @@
 import { html, useState } from '../vendor/htm-preact-3.1.1.js';
 import { api } from '../lib/api.js';
 import { navigate } from '../lib/router.js';
-import { setSession } from '../lib/session.js';
+import { landingPath, setSession } from '../lib/session.js';
 import { ErrorBanner } from '../lib/ui.js';
 
 export function Login() {
@@ -29,7 +29,7 @@ export function Login() {
       } else {
         const next = sessionStorage.getItem('enclave.next');
         sessionStorage.removeItem('enclave.next');
-        navigate(next || '/');
+        navigate(next || landingPath(info));
       }
     } catch (e) {
       if (e.code === 'totp_required') {

@@ -3,7 +3,7 @@
 import { html, useState } from '../vendor/htm-preact-3.1.1.js';
 import { api } from '../lib/api.js';
 import { navigate } from '../lib/router.js';
-import { setSession, useSession } from '../lib/session.js';
+import { landingPath, setSession, useSession } from '../lib/session.js';
 import { ErrorBanner } from '../lib/ui.js';
 
 export function ChangePassword() {
@@ -24,10 +24,12 @@ export function ChangePassword() {
     }
     setBusy(true);
     try {
-      setSession(await api.post('/api/v1/auth/password', { current_password: current, new_password: next }));
+      const updated = await api.post('/api/v1/auth/password', { current_password: current, new_password: next });
+      setSession(updated);
       const after = sessionStorage.getItem('enclave.next');
       sessionStorage.removeItem('enclave.next');
-      navigate(after || '/');
+      // The end of a first sign-in (a temporary password) lands where a sign-in does.
+      navigate(after || (forced ? landingPath(updated) : '/'));
     } catch (e) {
       setError(e);
     } finally {

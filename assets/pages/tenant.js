@@ -211,6 +211,7 @@ export function Tenant({ id }) {
   return html`
     <div class="page-head">
       <h1>${tenant.name} <span class="muted small"><code>${tenant.id}</code></span></h1>
+      ${membership && html`<p class="my-role">Your role: <span class="pill" data-testid="my-role">${membership.role}</span></p>`}
       ${canManage && html`<${Link} href=${`/tenants/${id}/usage`} class="button-link">Usage and quotas</${Link}>`}
     </div>
     <div role="tablist" class="tabs">

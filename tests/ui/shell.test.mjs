@@ -2,17 +2,16 @@
 // with a fresh data directory, driven through Debian's chromium by playwright-core.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  apiAs, bootstrapPassword, chooseNewPassword, installationIdOf, installLicenseByApi, issueLicense, launchBrowser, openPageIn,
+  screenshots, signInAs as signInWith, startServer,
+} from './helpers.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const shots = mkdtempSync(join(tmpdir(), 'enclave-ui-shots-'));
+const shot = screenshots();
 let server;
 let base;
 let dataDir;
@@ -20,46 +19,9 @@ let browser;
 let context; // signed in as the administrator by the first test
 const ADMIN_PASSWORD = 'ui test admin passphrase';
 
-async function startServer() {
-  const bin = process.env.ENCLAVE_BIN;
-  assert.ok(bin, 'ENCLAVE_BIN must point to the enclave binary (scripts/test.sh sets it)');
-  dataDir = mkdtempSync(join(tmpdir(), 'enclave-ui-data-'));
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ENCLAVE_')));
-  server = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  server.stderr.on('data', (d) => { stderr += d; });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 30000);
-    server.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${stderr}`)));
-    createInterface({ input: server.stdout }).on('line', (line) => {
-      const m = line.match(/listening on (http:\/\/[^\s]+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1].replace(/\/$/, ''));
-      }
-    });
-  });
-}
-
-/** Opens a page that records console errors, page errors, failed requests and unexpected HTTP errors. */
-async function openPage(expectedStatuses = [], inContext = context) {
-  const page = await inContext.newPage();
-  const problems = [];
-  // The browser logs every 4xx/5xx fetch as a console error; those the test expects are not problems.
-  const expectedLoadError = (text) => expectedStatuses.some((s) => text.includes(`status of ${s} `));
-  page.on('console', (msg) => {
-    if (msg.type() === 'error' && !expectedLoadError(msg.text())) problems.push(`console: ${msg.text()}`);
-  });
-  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
-  page.on('requestfailed', (req) => {
-    // ERR_ABORTED is a fetch cancelled because the test navigated away, not a failure.
-    const error = req.failure()?.errorText;
-    if (error !== 'net::ERR_ABORTED') problems.push(`requestfailed: ${req.url()} ${error}`);
-  });
-  page.on('response', (res) => {
-    if (res.status() >= 400 && !expectedStatuses.includes(res.status())) problems.push(`HTTP ${res.status()} ${res.url()}`);
-  });
-  return { page, problems };
+/** Opens a page (by default in the administrator's context) that records problems; see helpers.mjs. */
+function openPage(expectedStatuses = [], inContext = context) {
+  return openPageIn(inContext, expectedStatuses);
 }
 
 /** RFC 6238 TOTP (SHA-1, 30 s, 6 digits) for a base32 secret, as an authenticator app computes it. */
@@ -75,87 +37,37 @@ function totp(base32Secret, offsetSteps = 0) {
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, '0');
 }
 
-/** A licence signed with the test key (which test builds trust) by the vendor tool $ENCLAVE_LICENSE_BIN. */
-function issueLicense(...args) {
-  const bin = process.env.ENCLAVE_LICENSE_BIN;
-  assert.ok(bin, 'ENCLAVE_LICENSE_BIN must point to the enclave-license tool (built with --features test-license-key)');
-  const key = fileURLToPath(new URL('../fixtures/license/test-key.pk8', import.meta.url));
-  return execFileSync(bin, ['issue', '--key', key, '--key-id', 'enclave-test-1', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/** Installs a licence through the API as the page's signed-in user; returns the status and answer. */
-async function installLicenseByApi(page, text) {
-  return page.evaluate(async (license) => {
-    const session = await (await fetch('/api/v1/auth/session')).json();
-    const r = await fetch('/api/v1/license', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
-      body: JSON.stringify({ license }) });
-    return { status: r.status, body: await r.json() };
-  }, text);
-}
-
-async function installationIdOf(page) {
-  return page.evaluate(async () => (await (await fetch('/api/v1/system/info')).json()).installation_id);
-}
-
-async function shot(page, name) {
-  const file = join(shots, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  return file;
-}
-
 /** Creates a local account through the API as the signed-in administrator (shared context). */
 async function createAccount(username, password) {
   const admin = await openPage();
   await admin.page.goto(`${base}/`);
   await admin.page.getByTestId('version').waitFor();
-  const status = await admin.page.evaluate(async ([username, password]) => {
-    const session = await (await fetch('/api/v1/auth/session')).json();
-    const r = await fetch('/api/v1/users', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
-      body: JSON.stringify({ username, password, must_change_password: false }) });
-    return r.status;
-  }, [username, password]);
-  assert.equal(status, 201);
+  const created = await apiAs(admin.page, 'POST', '/api/v1/users', { username, password, must_change_password: false });
+  assert.equal(created.status, 201);
   await admin.page.close();
 }
 
-/** Signs in through the form; `code` gives the TOTP code when the account asks for one. */
+/** Signs in through the form and waits for the overview (accounts without a single tenant land there). */
 async function signInAs(page, username, password, code = null) {
-  await page.goto(`${base}/login`);
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  if (code) {
-    await page.getByLabel('Authentication code').fill(code());
-    await page.getByRole('button', { name: 'Sign in' }).click();
-  }
+  await signInWith(page, base, username, password, code);
   await page.getByTestId('version').waitFor();
 }
 
 before(async () => {
-  base = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--disable-component-update',
-      '--no-first-run', '--disable-sync', '--disable-quic'],
-  });
+  server = await startServer();
+  ({ base, dataDir } = server);
+  browser = await launchBrowser();
   context = await browser.newContext();
-  console.log(`screenshots in ${shots}`);
 });
 
 after(async () => {
   await browser?.close();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.on('exit', resolve));
-    server.kill('SIGTERM');
-    await exited;
-  }
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await server?.stop();
 });
 
 test('first sign-in with the one-time password forces a password change', async () => {
   const notice = join(dataDir, 'bootstrap-admin.txt');
-  const oneTime = readFileSync(notice, 'utf8').split('\n').map((l) => l.trim()).find((l) => l.length === 24 && !l.includes(' '));
-  assert.ok(oneTime, 'bootstrap password in the notice file');
+  const oneTime = bootstrapPassword(dataDir);
   // 401: the session check before signing in; 400: the refused common password.
   const { page, problems } = await openPage([400, 401]);
   await page.goto(`${base}/tenants`);
@@ -173,9 +85,7 @@ test('first sign-in with the one-time password forces a password change', async 
   await page.getByLabel('New password again').fill('123qweasdzxc');
   await page.getByRole('button', { name: 'Save password' }).click();
   await page.getByRole('alert').filter({ hasText: 'most commonly used passwords' }).waitFor();
-  await page.getByLabel('New password', { exact: true }).fill(ADMIN_PASSWORD);
-  await page.getByLabel('New password again').fill(ADMIN_PASSWORD);
-  await page.getByRole('button', { name: 'Save password' }).click();
+  await chooseNewPassword(page, oneTime, ADMIN_PASSWORD);
   // Back where the administrator was going before signing in.
   await page.getByRole('heading', { name: 'Tenants', level: 1 }).waitFor();
   assert.equal(new URL(page.url()).pathname, '/tenants');
@@ -329,7 +239,7 @@ test('every page loads directly by its URL (deep link) under the CSP, without er
   const pages = [
     ['/', 'Overview'], ['/tenants', 'Tenants'], ['/users', 'Accounts'], ['/audit', 'Audit log'],
     ['/api-docs', 'API reference'], ['/account/password', 'Change password'], ['/tenants/sales-team', 'Sales Team'],
-    ['/license', 'Licence'], ['/usage', 'Usage'], ['/tenants/sales-team/usage', 'Usage'],
+    ['/license', 'Licence'], ['/usage', 'Usage'], ['/tenants/sales-team/usage', 'Usage'], ['/directories', 'Directories'],
   ];
   for (const [path, heading] of pages) {
     const { page, problems } = await openPage();
@@ -401,10 +311,13 @@ test('an administrator runs a tenant from the browser: account, member, API key,
   await nina.page.getByLabel('Password').fill('nina temporary passphrase');
   await nina.page.getByRole('button', { name: 'Sign in' }).click();
   await nina.page.getByRole('heading', { name: 'Choose your password' }).waitFor();
-  await nina.page.getByLabel('Current password').fill('nina temporary passphrase');
-  await nina.page.getByLabel('New password', { exact: true }).fill('nina chose this passphrase');
-  await nina.page.getByLabel('New password again').fill('nina chose this passphrase');
-  await nina.page.getByRole('button', { name: 'Save password' }).click();
+  await chooseNewPassword(nina.page, 'nina temporary passphrase', 'nina chose this passphrase');
+  // Her only tenant: she lands on it, with her role shown.
+  await nina.page.getByRole('heading', { name: /Sales Team/ }).waitFor();
+  assert.equal(new URL(nina.page.url()).pathname, '/tenants/sales-team');
+  assert.equal(await nina.page.getByTestId('my-role').textContent(), 'editor');
+  // The switcher goes elsewhere and back.
+  await nina.page.getByRole('link', { name: 'Overview' }).click();
   await nina.page.getByTestId('version').waitFor();
   await nina.page.getByLabel('Switch tenant').selectOption('sales-team');
   await shot(nina.page, 'editor-switch');
@@ -444,10 +357,7 @@ test('an invitation link is accepted in a second browser after signing in', asyn
   await omar.page.getByLabel('Username').fill('omar');
   await omar.page.getByLabel('Password').fill('omar temporary passphrase');
   await omar.page.getByRole('button', { name: 'Sign in' }).click();
-  await omar.page.getByLabel('Current password').fill('omar temporary passphrase');
-  await omar.page.getByLabel('New password', { exact: true }).fill('omar picked his passphrase');
-  await omar.page.getByLabel('New password again').fill('omar picked his passphrase');
-  await omar.page.getByRole('button', { name: 'Save password' }).click();
+  await chooseNewPassword(omar.page, 'omar temporary passphrase', 'omar picked his passphrase');
   await omar.page.getByRole('button', { name: 'Accept invitation' }).click();
   await omar.page.getByRole('status').filter({ hasText: 'You joined sales-team as viewer' }).waitFor();
   await omar.page.getByRole('link', { name: 'Open the tenant' }).click();
@@ -677,10 +587,10 @@ test('licence: a non-administrator sees the banner but no licence page', async (
   // 401: the session check before signing in; 403: the licence details are for administrators.
   const { page, problems } = await openPage([401, 403], ctx);
   await page.goto(`${base}/login`);
-  await page.getByLabel('Username').fill('nina');
-  await page.getByLabel('Password').fill('nina chose this passphrase');
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByTestId('version').waitFor();
+  await signInWith(page, base, 'nina', 'nina chose this passphrase');
+  // A non-administrator with one tenant lands on it.
+  await page.getByRole('heading', { name: /Sales Team/ }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/tenants/sales-team');
   const banner = page.getByTestId('license-banner');
   await banner.filter({ hasText: 'expires in 10 day' }).waitFor();
   assert.equal(await banner.getByRole('link').count(), 0, 'no link to a page she cannot open');
@@ -736,16 +646,11 @@ test('usage: API key requests are metered; quotas, alerts, chart, CSV and the sy
   await page.goto(`${base}/`);
   await page.getByTestId('version').waitFor();
   // A tenant and a read-only API key, through the API.
-  const secret = await page.evaluate(async () => {
-    const session = await (await fetch('/api/v1/auth/session')).json();
-    const post = (path, body) => fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': session.csrf_token },
-      body: JSON.stringify(body) });
-    const tenant = await post('/api/v1/tenants', { name: 'Metered', id: 'metered' });
-    if (tenant.status !== 201) throw new Error(`tenant: ${tenant.status}`);
-    const key = await post('/api/v1/tenants/metered/api-keys', { name: 'metering probe', scopes: ['read'] });
-    if (key.status !== 201) throw new Error(`key: ${key.status}`);
-    return (await key.json()).secret;
-  });
+  const tenant = await apiAs(page, 'POST', '/api/v1/tenants', { name: 'Metered', id: 'metered' });
+  assert.equal(tenant.status, 201, JSON.stringify(tenant.body));
+  const key = await apiAs(page, 'POST', '/api/v1/tenants/metered/api-keys', { name: 'metering probe', scopes: ['read'] });
+  assert.equal(key.status, 201, JSON.stringify(key.body));
+  const secret = key.body.secret;
   // Requests with the key (no cookie) are counted; the browser session's own requests are not.
   const byKey = (n) => page.evaluate(async ([k, n]) => {
     const out = [];
