@@ -27,6 +27,7 @@ pub mod doctor;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod inference;
 pub mod license;
 pub mod metrics;
 pub mod models;
