@@ -10,6 +10,8 @@
 //! are synchronous and CPU-bound: callers run them on dedicated inference threads, never on the HTTP
 //! workers.
 
+pub mod embedding;
+
 use serde::{Deserialize, Serialize};
 
 /// What can go wrong loading or running a model.

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod cli;
 mod directory;
+mod embeddings;
 mod errors;
 mod ldap_harness;
 mod license;
