@@ -14,6 +14,8 @@ pub mod embedding;
 
 use serde::{Deserialize, Serialize};
 
+pub mod chat;
+
 /// What can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
@@ -104,4 +106,15 @@ pub struct Generation {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub finish_reason: FinishReason,
+    /// Where the time went.
+    pub timings: GenerationTimings,
+}
+
+/// How long the two phases of a generation took (for metrics and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerationTimings {
+    /// Processing the prompt, up to the logits of the first generated token.
+    pub prompt: std::time::Duration,
+    /// Generating the answer: sampling every token and running the model on all but the last.
+    pub generation: std::time::Duration,
 }
