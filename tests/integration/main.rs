@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod directory;
 mod errors;
+mod inference;
 mod ldap_harness;
 mod license;
 mod lifecycle;
