@@ -18,10 +18,14 @@ import { ApiDocs } from './pages/api-docs.js';
 import { License } from './pages/license.js';
 import { Login } from './pages/login.js';
 import { NotFound } from './pages/not-found.js';
+import { Models } from './pages/models.js';
+import { Playground } from './pages/playground.js';
 
 const ROUTES = [
   { path: '/', title: 'Overview', view: Overview, nav: true },
   { path: '/tenants', title: 'Tenants', view: Tenants, nav: true },
+  { path: '/playground', title: 'Playground', view: Playground, nav: true },
+  { path: '/models', title: 'Models', view: Models, nav: true },
   { path: '/users', title: 'Accounts', view: Users, nav: true, admin: true },
   { path: '/directories', title: 'Directories', view: Directories, nav: true, admin: true },
   { path: '/usage', title: 'Usage', view: UsageOverview, nav: true, admin: true },

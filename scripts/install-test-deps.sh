@@ -10,6 +10,7 @@ need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The directory tests start a real OpenLDAP slapd (and use ldapsearch/openssl in the harness).
 [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || need_apt+=(ldap-utils)
@@ -30,4 +31,14 @@ fi
 if [ ! -d tests/ui/node_modules/playwright-core ] || [ tests/ui/package-lock.json -nt tests/ui/node_modules/.package-lock.json ]; then
   echo "install-test-deps: npm ci in tests/ui"
   (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The compatibility test runs the official `openai` Python client (pinned) from its own venv;
+# scripts/test.sh points ENCLAVE_TEST_PYTHON at it.
+venv="${ENCLAVE_TEST_VENV:-$HOME/.cache/enclave/test-venv}"
+openai_pin="openai==2.8.1"
+if ! "$venv/bin/python" -c 'import openai, sys; sys.exit(openai.__version__ != "2.8.1")' >/dev/null 2>&1; then
+  echo "install-test-deps: $openai_pin into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$openai_pin"
 fi

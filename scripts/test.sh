@@ -14,6 +14,8 @@ scripts/install-test-deps.sh
 models_data="${ENCLAVE_TEST_MODELS_DATA:-$HOME/.cache/enclave/test-data}"
 scripts/fetch-models.sh "$models_data"
 export ENCLAVE_TEST_MODELS="$models_data/models"
+# The venv with the openai client (made by install-test-deps.sh) for the compatibility test.
+export ENCLAVE_TEST_PYTHON="${ENCLAVE_TEST_VENV:-$HOME/.cache/enclave/test-venv}/bin/python"
 
 # The `test-license-key` feature makes this build trust the test licence key (tests/fixtures/license/),
 # so the tests can issue licences; release builds refuse the feature (see src/lib.rs).

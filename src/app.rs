@@ -266,6 +266,26 @@ pub async fn serve(
         })
     });
 
+    // External inference providers, cached for routing.
+    let system = state.system.clone();
+    match tokio::task::spawn_blocking(move || system.db.read(crate::inference::providers::list))
+        .await
+    {
+        Ok(Ok(providers)) => state.inference.set_providers(providers),
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot read the inference providers"),
+        Err(e) => tracing::error!(error = %e, "cannot read the inference providers"),
+    }
+
+    // The installed models load on their own thread; requests that need one meanwhile are told it is
+    // still loading.
+    let loading = state.clone();
+    if let Err(e) = std::thread::Builder::new()
+        .name("model-loader".into())
+        .spawn(move || loading.inference.load_all(&loading.config.storage.data_dir))
+    {
+        tracing::error!(error = %e, "could not start the model loader: no model will be available");
+    }
+
     // Cron jobs: each directory's synchronisation on its own schedule.
     if let Err(e) = state.scheduler.start().await {
         tracing::error!(error = %e, "the job scheduler did not start: directory synchronisation will not run on schedule");

@@ -1,4 +1,5 @@
-//! The command line: `enclave serve | init | migrate | doctor | version | tenant create|list`.
+//! The command line: `enclave serve | init | migrate | doctor | version | tenant | user | key | audit |
+//! license | models`.
 //!
 //! Each command loads the configuration the same way (see [`crate::config`]), so `--config`,
 //! `--data-dir` and the `ENCLAVE_*` variables mean the same thing everywhere.
@@ -13,6 +14,8 @@ use crate::config::{self, Config, FlagOverrides, LoadedConfig, LogFormat};
 use crate::db::system::{list_tenants, migrate_system, system_db_path, SystemDb};
 use crate::db::{open_connection, OpenMode};
 use crate::tenancy::{create_tenant, migrate_all_tenants, TenantId};
+
+mod models;
 
 /// Enclave: a private AI platform for your own network, in one binary.
 ///
@@ -101,6 +104,10 @@ pub enum Command {
     /// Works offline and while the server runs (the server picks a new licence up within a minute).
     #[command(subcommand)]
     License(LicenseCommand),
+    /// The local models: list, import (with conversion to a fast format and a load test), verify, remove.
+    /// Works without the server; a running server sees the change at its next start.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,6 +354,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             audit_prune(cli.load_config(None)?, *older_than_days)
         }
         Command::License(command) => license_command(cli.load_config(None)?, command),
+        Command::Models(command) => models::run(cli.load_config(None)?, command),
     }
 }
 

@@ -70,6 +70,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub audit: AuditConfig,
     pub usage: UsageConfig,
+    pub inference: InferenceConfig,
     pub log: LogConfig,
 }
 
@@ -140,6 +141,43 @@ pub struct AuditConfig {
 pub struct UsageConfig {
     /// Let quota alert webhooks reach loopback and link-local addresses (off: refused, SSRF guard).
     pub webhook_allow_private: bool,
+}
+
+/// Local inference: the models in `<data>/models`, run on this machine's CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// Chat generations that run at the same time (each uses every inference thread).
+    pub chat_concurrency: usize,
+    /// Chat requests that may wait for a free slot; beyond that, 503 with Retry-After.
+    pub chat_queue: usize,
+    /// Embedding requests that may wait; beyond that, 503 with Retry-After.
+    pub embedding_queue: usize,
+    /// A request (waiting and running) is cut off after this many seconds.
+    pub request_timeout_secs: u64,
+    /// The largest `max_tokens` a request may ask for.
+    pub max_tokens_limit: usize,
+    /// Inputs accepted by one embeddings request.
+    pub max_embedding_inputs: usize,
+    /// The chat model used when a request names none.
+    pub default_chat_model: String,
+    /// The embedding model used when a request names none.
+    pub default_embedding_model: String,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        InferenceConfig {
+            chat_concurrency: 1,
+            chat_queue: 16,
+            embedding_queue: 64,
+            request_timeout_secs: 300,
+            max_tokens_limit: 4096,
+            max_embedding_inputs: 256,
+            default_chat_model: "SmolLM2-135M-Instruct".into(),
+            default_embedding_model: "all-MiniLM-L6-v2".into(),
+        }
+    }
 }
 
 /// Logging.
@@ -463,6 +501,45 @@ impl Config {
                 "must be 0 (keep forever) or at least 30 days",
             ));
         }
+        let inference = &self.inference;
+        for (key, value, range) in [
+            (
+                "inference.chat_concurrency",
+                inference.chat_concurrency,
+                1..=64,
+            ),
+            ("inference.chat_queue", inference.chat_queue, 0..=10_000),
+            (
+                "inference.embedding_queue",
+                inference.embedding_queue,
+                1..=10_000,
+            ),
+            (
+                "inference.max_tokens_limit",
+                inference.max_tokens_limit,
+                1..=1_000_000,
+            ),
+            (
+                "inference.max_embedding_inputs",
+                inference.max_embedding_inputs,
+                1..=10_000,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(bad(
+                    key,
+                    value.to_string(),
+                    &format!("must be between {} and {}", range.start(), range.end()),
+                ));
+            }
+        }
+        if !(1..=86_400).contains(&inference.request_timeout_secs) {
+            return Err(bad(
+                "inference.request_timeout_secs",
+                inference.request_timeout_secs.to_string(),
+                "must be between 1 and 86400",
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
@@ -555,6 +632,29 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 # metadata address 169.254.169.254); set to true to allow them. Private ranges (10/8, 192.168/16, ...)
 # are always allowed. Env: ENCLAVE_WEBHOOK_ALLOW_PRIVATE
 # webhook_allow_private = false
+
+[inference]
+# Chat generations that run at the same time; each uses every core, so 1 is right for most CPUs.
+# chat_concurrency = 1
+
+# Chat requests that may wait for a free generation slot; more get 503 with Retry-After.
+# chat_queue = 16
+
+# Embedding requests that may wait (concurrent ones are batched together); more get 503.
+# embedding_queue = 64
+
+# A request (waiting and generating) is cut off after this many seconds.
+# request_timeout_secs = 300
+
+# The largest max_tokens a request may ask for (also capped by the model's context window).
+# max_tokens_limit = 4096
+
+# Inputs accepted by one embeddings request.
+# max_embedding_inputs = 256
+
+# The models used when a request names none (names as in `enclave models list`).
+# default_chat_model = "SmolLM2-135M-Instruct"
+# default_embedding_model = "all-MiniLM-L6-v2"
 
 [log]
 # error, warn, info, debug, trace, or a filter such as "info,enclave=debug".

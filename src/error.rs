@@ -136,6 +136,22 @@ error_codes! {
     DirectoryNotFound = (NOT_FOUND, "directory_not_found"),
     /// A synchronisation of this directory is already running.
     DirectorySyncRunning = (CONFLICT, "directory_sync_running"),
+    /// No model of that name is installed (`enclave models list` shows them).
+    ModelNotFound = (NOT_FOUND, "model_not_found"),
+    /// The model is installed but still loading, or it failed to load (the message says which).
+    ModelNotReady = (SERVICE_UNAVAILABLE, "model_not_ready"),
+    /// Every inference slot and queue place is taken; `Retry-After` says when to retry.
+    InferenceBusy = (SERVICE_UNAVAILABLE, "inference_busy"),
+    /// The prompt (with the tokens asked for the answer) does not fit the model's context window.
+    ContextLengthExceeded = (BAD_REQUEST, "context_length_exceeded"),
+    /// The request ran longer than `inference.request_timeout_secs` and was stopped.
+    InferenceTimeout = (GATEWAY_TIMEOUT, "inference_timeout"),
+    /// The model failed while computing (details in the server log).
+    InferenceFailed = (INTERNAL_SERVER_ERROR, "inference_failed"),
+    /// No external inference provider with this id.
+    ProviderNotFound = (NOT_FOUND, "provider_not_found"),
+    /// The external inference provider a model is routed to did not answer usably.
+    ProviderUnavailable = (BAD_GATEWAY, "provider_unavailable"),
     /// The server is starting or shutting down.
     NotReady = (SERVICE_UNAVAILABLE, "not_ready"),
     /// The database is busy or unavailable; retry shortly.
@@ -178,6 +194,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Extra machine-readable facts, sent as `error.details`.
     pub details: Option<serde_json::Value>,
+    /// The request field at fault (`error.param`).
+    pub param: Option<String>,
 }
 
 impl ApiError {
@@ -188,7 +206,14 @@ impl ApiError {
             internal: None,
             retry_after: None,
             details: None,
+            param: None,
         }
+    }
+
+    /// Names the request field at fault.
+    pub fn with_param(mut self, param: &str) -> Self {
+        self.param = Some(param.to_string());
+        self
     }
 
     /// An unexpected failure: the client sees a generic message, the log gets `cause`.
@@ -201,6 +226,7 @@ impl ApiError {
             internal: Some(cause.to_string()),
             retry_after: None,
             details: None,
+            param: None,
         }
     }
 
@@ -240,6 +266,11 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     code: &'a str,
     message: &'a str,
+    /// OpenAI's error class, so OpenAI clients (which read `type`) understand every error.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// OpenAI's `param`: the request field at fault, when one is.
+    param: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -269,10 +300,27 @@ impl ResponseError for ApiError {
             error: ErrorDetail {
                 code: self.code.name(),
                 message: &self.message,
+                kind: openai_type(self.code),
+                param: self.param.as_deref(),
                 request_id,
                 details: self.details.as_ref(),
             },
         })
+    }
+}
+
+/// The OpenAI error `type` for a code (what OpenAI's clients switch on).
+fn openai_type(code: Code) -> &'static str {
+    match code {
+        Code::QuotaExceeded => "insufficient_quota",
+        Code::RateLimited => "rate_limit_error",
+        _ => match code.status().as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            400..=499 => "invalid_request_error",
+            _ => "server_error",
+        },
     }
 }
 

@@ -27,6 +27,8 @@ pub struct AppState {
     /// The installed licence and its state; enforcement reads [`LicenseManager::plan`].
     pub license: Arc<crate::license::manager::LicenseManager>,
     pub started: Instant,
+    /// Local models and the threads that run them.
+    pub inference: Arc<crate::inference::service::Inference>,
     /// Recurring jobs (directory synchronisation); started by `app::serve`.
     pub scheduler: Arc<crate::scheduler::Scheduler>,
     /// Failed sign-in counters.
@@ -46,6 +48,10 @@ impl AppState {
         license: Arc<crate::license::manager::LicenseManager>,
     ) -> AppState {
         let usage = Arc::new(crate::usage::Usage::new(crate::usage::meter::Meter::start()));
+        let inference = crate::inference::service::Inference::start(
+            &config.inference,
+            &config.storage.data_dir,
+        );
         AppState {
             key_cache: Arc::new(crate::identity::api_key::KeyCache::default()),
             usage,
@@ -55,6 +61,7 @@ impl AppState {
             license,
             instance: Arc::new(instance),
             started: Instant::now(),
+            inference,
             scheduler: Arc::new(crate::scheduler::Scheduler::default()),
             login_throttle: Arc::new(LoginThrottle::default()),
             password_hashes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_HASHES)),

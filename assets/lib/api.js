@@ -23,8 +23,8 @@ export function whenSignedOut(callback) {
   onSignedOut = callback;
 }
 
-async function call(method, path, body, asText = false) {
-  const init = { method, headers: { Accept: asText ? 'text/plain, application/json' : 'application/json' }, credentials: 'same-origin' };
+async function call(method, path, body, asText = false, extraHeaders = {}) {
+  const init = { method, headers: { Accept: asText ? 'text/plain, application/json' : 'application/json', ...extraHeaders }, credentials: 'same-origin' };
   if (method !== 'GET' && csrfToken) init.headers['X-CSRF-Token'] = csrfToken;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -36,27 +36,77 @@ async function call(method, path, body, asText = false) {
   } catch (e) {
     throw new ApiError(0, 'network_error', 'The server cannot be reached. Is Enclave running?', null);
   }
+  if (!response.ok) throw await errorOf(response, path);
   const text = await response.text();
-  if (asText && response.ok) return text;
+  if (asText) return text;
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+// The ApiError for a failed response (and the sign-out signal on a lost session).
+async function errorOf(response, path) {
+  const text = await response.text();
   let data = null;
   try {
     data = text ? JSON.parse(text) : null;
   } catch (e) {
     data = null;
   }
-  if (!response.ok) {
-    const err = data && data.error;
-    if (response.status === 401 && path !== '/api/v1/auth/login' && path !== '/api/v1/auth/session') {
-      onSignedOut();
-    }
-    throw new ApiError(
-      response.status,
-      err ? err.code : 'http_' + response.status,
-      err ? err.message : 'The server answered ' + response.status + ' ' + response.statusText,
-      (err && err.request_id) || response.headers.get('X-Request-Id'),
-    );
+  const err = data && data.error;
+  if (response.status === 401 && path !== '/api/v1/auth/login' && path !== '/api/v1/auth/session') {
+    onSignedOut();
   }
-  return data;
+  return new ApiError(
+    response.status,
+    err ? err.code : 'http_' + response.status,
+    err ? err.message : 'The server answered ' + response.status + ' ' + response.statusText,
+    (err && err.request_id) || response.headers.get('X-Request-Id'),
+  );
+}
+
+// POSTs and reads a server-sent event stream (`data: {json}` … `data: [DONE]`), calling onEvent with
+// each parsed event. An error before the stream starts throws an ApiError; one inside the stream
+// arrives as an event with an `error` field.
+export async function streamEvents(path, body, extraHeaders, onEvent, signal) {
+  const headers = { Accept: 'text/event-stream', 'Content-Type': 'application/json', ...extraHeaders };
+  if (csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  let response;
+  try {
+    response = await fetch(path, { method: 'POST', headers, credentials: 'same-origin', body: JSON.stringify(body), signal });
+  } catch (e) {
+    if (e.name === 'AbortError') return;
+    throw new ApiError(0, 'network_error', 'The server cannot be reached. Is Enclave running?', null);
+  }
+  if (!response.ok) throw await errorOf(response, path);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      throw new ApiError(0, 'network_error', 'The connection to the server was lost.', null);
+    }
+    const { value, done } = chunk;
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      for (const line of event.split('\n')) {
+        if (!line.startsWith('data: ')) continue;
+        const data = line.slice(6);
+        if (data === '[DONE]') return;
+        onEvent(JSON.parse(data));
+      }
+    }
+  }
 }
 
 export const api = {
@@ -64,6 +114,8 @@ export const api = {
   // A text answer (a file to save, such as the signed usage report); errors are the usual JSON.
   getText: (path) => call('GET', path, undefined, true),
   post: (path, body) => call('POST', path, body),
+  // With extra headers (the playground names its tenant in Enclave-Tenant).
+  postWith: (path, body, headers) => call('POST', path, body, false, headers),
   patch: (path, body) => call('PATCH', path, body),
   put: (path, body) => call('PUT', path, body),
   del: (path) => call('DELETE', path),

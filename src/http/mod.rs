@@ -12,7 +12,9 @@ pub mod directories;
 pub mod health;
 pub mod invitations;
 pub mod license;
+pub mod openai;
 pub mod openapi;
+pub mod providers;
 pub mod system;
 pub mod tenants;
 pub mod usage;
@@ -43,6 +45,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 Err::<actix_web::HttpResponse, _>(route_not_found(&req))
             })),
     );
+    // The OpenAI-compatible API: the same tenant middleware, with the tenant taken from the API key
+    // (or the Enclave-Tenant header of a signed-in person).
+    cfg.service(
+        web::scope("/v1")
+            .wrap(actix_web::middleware::from_fn(
+                crate::tenancy::extract::resolve_tenant,
+            ))
+            .configure(openai::configure_scope)
+            .default_service(web::to(|req: HttpRequest| async move {
+                Err::<actix_web::HttpResponse, _>(route_not_found(&req))
+            })),
+    );
     health::configure(cfg);
     openapi::configure(cfg);
     system::configure(cfg);
@@ -55,6 +69,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     license::configure(cfg);
     usage::configure(cfg);
     directories::configure(cfg);
+    providers::configure(cfg);
 }
 
 /// A resource whose unsupported methods answer `405` in the house error shape.

@@ -20,6 +20,12 @@ pub struct ErrorDetail {
     pub code: String,
     #[schema(example = "tenant acme does not exist")]
     pub message: String,
+    /// OpenAI's error class (`invalid_request_error`, `authentication_error`, ...).
+    #[serde(rename = "type")]
+    #[schema(example = "not_found_error")]
+    pub kind: String,
+    /// The request field at fault, when one is.
+    pub param: Option<String>,
     #[schema(example = "6f1c2a9e0b7d4c3a5e8f1a2b")]
     pub request_id: Option<String>,
 }
@@ -29,13 +35,14 @@ pub struct ErrorDetail {
     info(
         title = "Enclave API",
         description = "The JSON API of Enclave. The web UI uses the same API. Errors always have the shape \
-            {\"error\": {\"code\", \"message\", \"request_id\"}}; codes are listed in docs/errors.md.",
+            {\"error\": {\"code\", \"message\", \"type\", \"param\", \"request_id\"}} (also OpenAI's); codes are listed in docs/errors.md.",
     ),
     paths(
         super::health::healthz,
         super::health::readyz,
         super::health::metrics,
         super::system::info,
+        super::system::models,
         super::license::status,
         super::license::show,
         super::license::install,
@@ -96,6 +103,15 @@ pub struct ErrorDetail {
         super::directories::test_login,
         super::directories::sync_now,
         super::directories::sync_history,
+        super::openai::models,
+        super::openai::chat_completions,
+        super::openai::completions,
+        super::openai::embeddings,
+        super::providers::list,
+        super::providers::create,
+        super::providers::show,
+        super::providers::replace,
+        super::providers::remove,
     ),
     components(schemas(ErrorResponse, ErrorDetail)),
     tags(
@@ -108,6 +124,7 @@ pub struct ErrorDetail {
         (name = "users", description = "Accounts (system administrators)."),
         (name = "directories", description = "LDAP / Active Directory sign-in: settings, tests, synchronisation (system administrators; licensed feature `ldap`)."),
         (name = "audit", description = "The hash-chained audit log: who did what, from where, with what result. `format=csv` or `jsonl` downloads it."),
+        (name = "inference", description = "The OpenAI-compatible API of the local models, under /v1: use an API key with the `inference` scope as the bearer token (OpenAI clients: `base_url=http://host:8080/v1`). A person signed in names the tenant in the `Enclave-Tenant` header."),
         (name = "api-keys", description = "API keys of a tenant, for automation: send `Authorization: Bearer ek_live_…` or `X-API-Key`. A key acts in its own tenant only, with its scopes."),
     )
 )]

@@ -1,4 +1,5 @@
-//! `GET /api/v1/system/info`: what an administrator sees on the overview page.
+//! `GET /api/v1/system/info`: what an administrator sees on the overview page; `GET /api/v1/models`:
+//! the installed models with their state, for the models page.
 
 use actix_web::web;
 use serde::Serialize;
@@ -10,7 +11,8 @@ use crate::models::ModelStatus;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/api/v1/system/info").route(web::get().to(info)));
+    cfg.service(super::resource("/api/v1/system/info").route(web::get().to(info)))
+        .service(super::resource("/api/v1/models").route(web::get().to(models)));
 }
 
 /// Facts about the running instance.
@@ -52,5 +54,29 @@ pub async fn info(
         open_tenant_pools: state.tenants.live(),
         max_open_tenant_pools: state.tenants.cap(),
         models,
+    }))
+}
+
+/// The installed models.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InstalledModels {
+    pub models: Vec<crate::inference::service::ModelInfo>,
+    pub default_chat_model: String,
+    pub default_embedding_model: String,
+}
+
+/// Every installed model with its kind, size, shape and state (`loading`, `ready`, `failed`).
+#[utoipa::path(get, path = "/api/v1/models", tag = "system", responses(
+    (status = 200, description = "installed models", body = InstalledModels),
+    (status = 401, description = "not signed in", body = crate::http::openapi::ErrorResponse)))]
+pub async fn models(
+    _user: CurrentUser,
+    state: web::Data<AppState>,
+) -> ApiResult<web::Json<InstalledModels>> {
+    let config = state.inference.config();
+    Ok(web::Json(InstalledModels {
+        models: state.inference.models(),
+        default_chat_model: config.default_chat_model.clone(),
+        default_embedding_model: config.default_embedding_model.clone(),
     }))
 }

@@ -142,7 +142,7 @@ pub enum IdentityError {
         "you cannot suspend, deactivate or demote your own account; ask another administrator"
     )]
     SelfLockout,
-    #[error("invalid scope {0:?}: give one or more of read, write, admin")]
+    #[error("invalid scope {0:?}: give one or more of read, write, admin, inference")]
     InvalidScope(String),
     #[error("an API key needs a name of 1-100 characters")]
     InvalidKeyName,
@@ -160,6 +160,12 @@ pub enum IdentityError {
     ApiKeyRevoked,
     #[error("the API key's scopes do not allow this")]
     InsufficientScope,
+    #[error("this API key lacks the inference scope, which the /v1 API needs")]
+    NoInferenceScope,
+    #[error(
+        "this API key has only the inference scope: it works with the /v1 API, not the tenant API"
+    )]
+    InferenceOnlyKey,
     #[error("API keys cannot be used for this; sign in as a person")]
     KeyNotAllowed,
     #[error("enter the code from your authenticator app (or a recovery code)")]
@@ -222,7 +228,9 @@ impl ErrorCode for IdentityError {
             IdentityError::InvalidApiKey => Code::InvalidApiKey,
             IdentityError::ApiKeyExpired => Code::ApiKeyExpired,
             IdentityError::ApiKeyRevoked => Code::ApiKeyRevoked,
-            IdentityError::InsufficientScope => Code::InsufficientScope,
+            IdentityError::InsufficientScope
+            | IdentityError::NoInferenceScope
+            | IdentityError::InferenceOnlyKey => Code::InsufficientScope,
             IdentityError::KeyNotAllowed => Code::Forbidden,
             IdentityError::InvitationInvalid => Code::InvitationInvalid,
             IdentityError::SessionNotFound => Code::SessionNotFound,

@@ -6,15 +6,21 @@
 //!   default): tokenizer from the GGUF metadata, the GGUF's chat template, sampling, stop sequences,
 //!   token-by-token output.
 //!
-//! Models are loaded from files in the data directory; nothing is fetched at run time. The calls here
-//! are synchronous and CPU-bound: callers run them on dedicated inference threads, never on the HTTP
-//! workers.
-
-pub mod embedding;
+//! - `service`: the loaded models and the dedicated threads and bounded queues that run them.
+//! - `load`: import-time conversion of slow GGUF formats to Q8_0, and loading installed models.
+//!
+//! Models are loaded from files in the data directory; nothing is fetched at run time. The model
+//! calls are synchronous and CPU-bound: only the service's threads run them, never the HTTP workers.
 
 use serde::{Deserialize, Serialize};
 
 pub mod chat;
+pub mod embedding;
+mod load;
+pub mod providers;
+pub mod service;
+
+pub use load::{load, prepare_import};
 
 /// What can go wrong loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -117,4 +123,26 @@ pub struct GenerationTimings {
     pub prompt: std::time::Duration,
     /// Generating the answer: sampling every token and running the model on all but the last.
     pub generation: std::time::Duration,
+}
+
+impl crate::error::ErrorCode for InferenceError {
+    fn code(&self) -> crate::error::Code {
+        use crate::error::Code;
+        match self {
+            InferenceError::Load(_) => Code::ModelNotReady,
+            InferenceError::ContextLengthExceeded { .. } => Code::ContextLengthExceeded,
+            InferenceError::InvalidRequest(_) => Code::InvalidRequest,
+            InferenceError::Runtime(_) => Code::InferenceFailed,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            InferenceError::Runtime(_) => {
+                "the model failed while computing; the request id finds the details in the server log"
+                    .into()
+            }
+            other => other.to_string(),
+        }
+    }
 }

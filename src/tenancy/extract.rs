@@ -7,6 +7,10 @@
 //! exist, so tenant ids do not leak. Only then is the tenant's database opened. Handlers check what they
 //! do against the role with [`TenantCtx::require`]; they never see the registry or a path.
 //!
+//! On the OpenAI-compatible `/v1` scope there is no `{tenant}` segment: an API key (with the
+//! `inference` scope) acts in its own tenant, a signed-in person names one in the `Enclave-Tenant`
+//! header. Keys with only `inference` do not reach the tenant REST API, and the others not `/v1`.
+//!
 //! The resolution runs in the [`resolve_tenant`] middleware of the `/api/v1/tenants/{tenant}` scope,
 //! before any other extractor (so a malformed body cannot answer before "no such tenant" does); the
 //! handler's `TenantCtx` argument takes the result from the request.
@@ -27,6 +31,10 @@ use crate::error::{ApiError, Code};
 use crate::identity::principal::Caller;
 use crate::identity::{Action, IdentityError, Role};
 use crate::state::AppState;
+
+/// The header naming the tenant of a `/v1` request made with a browser session (API keys need none:
+/// a key belongs to one tenant).
+pub const TENANT_HEADER: &str = "enclave-tenant";
 
 /// The tenant a request acts on, with its open database and the caller's role in it.
 #[derive(Clone)]
@@ -144,14 +152,39 @@ pub async fn resolve_tenant(
 impl TenantCtx {
     fn resolve(req: &HttpRequest) -> Pin<Box<dyn Future<Output = Result<TenantCtx, ApiError>>>> {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let raw = req.match_info().get("tenant").map(str::to_string);
+        let in_path = req.match_info().get("tenant").map(str::to_string);
+        let in_header = req
+            .headers()
+            .get(TENANT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let caller = Caller::from_request(req, &mut actix_web::dev::Payload::None);
         Box::pin(async move {
             let caller = caller.await?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            let raw = raw.ok_or_else(|| {
-                ApiError::new(Code::RouteNotFound, "this route does not name a tenant")
-            })?;
+            // The tenant REST API names the tenant in its path; the `/v1` API takes it from the key
+            // (or, for a person signed in, from the Enclave-Tenant header).
+            let raw = match (&in_path, &caller) {
+                (Some(raw), Caller::Key(key)) => {
+                    if !key.can_use_tenant_api() {
+                        return Err(IdentityError::InferenceOnlyKey.into());
+                    }
+                    raw.clone()
+                }
+                (Some(raw), Caller::User(_)) => raw.clone(),
+                (None, Caller::Key(key)) => {
+                    if !key.can_infer() {
+                        return Err(IdentityError::NoInferenceScope.into());
+                    }
+                    key.tenant_id.clone()
+                }
+                (None, Caller::User(_)) => in_header.ok_or_else(|| {
+                    ApiError::new(
+                        Code::InvalidRequest,
+                        format!("say which tenant this is for with the {TENANT_HEADER} header (a tenant id you are a member of)"),
+                    )
+                })?,
+            };
             let id = TenantId::parse(&raw)?;
             let role = match &caller {
                 Caller::Key(key) => (key.tenant_id == id.as_str()).then(|| key.role()),

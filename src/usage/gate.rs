@@ -112,23 +112,101 @@ pub async fn admit(state: &AppState, ctx: &TenantCtx) -> Result<Option<Admission
             decision,
             quota,
         })),
-        Err(over) => {
-            let retry = seconds_until_next_month(crate::time_util::business_now());
-            let mut error = ApiError::new(
-                Code::QuotaExceeded,
-                format!(
-                    "the monthly quota of {} is used up ({} of {}); it resets at the start of next month (UTC)",
-                    metric.as_str(),
-                    over.used,
-                    over.limit
-                ),
-            )
-            .with_retry_after(retry);
-            error.details = Some(serde_json::json!({
-                "metric": metric.as_str(), "limit": over.limit, "used": over.used
-            }));
-            Err(refusal(error, &decision))
+        Err(over) => Err(refusal(quota_error(metric, over), &decision)),
+    }
+}
+
+/// The `429 quota_exceeded` answer for a metric whose monthly quota is used up.
+pub fn quota_error(metric: Metric, over: super::meter::OverQuota) -> ApiError {
+    let retry = seconds_until_next_month(crate::time_util::business_now());
+    let mut error = ApiError::new(
+        Code::QuotaExceeded,
+        format!(
+            "the monthly quota of {} is used up ({} of {}); it resets at the start of next month (UTC)",
+            metric.as_str(),
+            over.used,
+            over.limit
+        ),
+    )
+    .with_retry_after(retry);
+    error.details = Some(serde_json::json!({
+        "metric": metric.as_str(), "limit": over.limit, "used": over.used
+    }));
+    error
+}
+
+/// Who the meter counts a request against: `key:<id>` or `user:<name>`.
+pub fn principal(ctx: &TenantCtx) -> String {
+    match &ctx.caller {
+        Caller::Key(key) => format!("key:{}", key.id),
+        Caller::User(current) => format!("user:{}", current.user().username),
+    }
+}
+
+/// The effective monthly quota of `metric` in the request's tenant (`None`: unlimited).
+pub async fn quota_of(
+    state: &AppState,
+    ctx: &TenantCtx,
+    metric: Metric,
+) -> Result<Option<u64>, ApiError> {
+    let usage = state.usage.clone();
+    let tenant_id = ctx.id().clone();
+    let own = match usage.cached_limits(&tenant_id) {
+        Some(own) => own,
+        None => {
+            ctx.run(move |db| usage.tenant_limits(&tenant_id, db))
+                .await?
         }
+    };
+    let licence = state.license.current();
+    Ok(effective_quota(
+        own.quotas.get(&metric).copied(),
+        metric.licence_limit(&licence.evaluation.entitlements.limits),
+    ))
+}
+
+/// What is left of this month's quota of `metric` (`None`: unlimited).
+pub async fn remaining(
+    state: &AppState,
+    ctx: &TenantCtx,
+    metric: Metric,
+) -> Result<Option<u64>, ApiError> {
+    let Some(quota) = quota_of(state, ctx, metric).await? else {
+        return Ok(None);
+    };
+    let used = state
+        .usage
+        .meter
+        .used_this_month(ctx.handle(), metric)
+        .await?;
+    Ok(Some(quota.saturating_sub(used)))
+}
+
+/// Reserves `quantity` of `metric` before work starts, against the effective quota: `429
+/// quota_exceeded` when it does not fit. Commit the reservation with the actual quantity afterwards
+/// (then [`after_commit`] records quota alerts); dropping it releases it.
+pub async fn reserve(
+    state: &AppState,
+    ctx: &TenantCtx,
+    metric: Metric,
+    quantity: u64,
+) -> Result<Reservation, ApiError> {
+    let quota = quota_of(state, ctx, metric).await?;
+    match state
+        .usage
+        .meter
+        .reserve(ctx.handle(), &principal(ctx), metric, quantity, quota)
+        .await?
+    {
+        Ok(reservation) => Ok(reservation),
+        Err(over) => Err(quota_error(metric, over)),
+    }
+}
+
+/// After usage of `metric` was committed: records the 80 % / 100 % alerts if a quota is set.
+pub async fn after_commit(state: &AppState, ctx: &TenantCtx, metric: Metric) {
+    if let Ok(Some(quota)) = quota_of(state, ctx, metric).await {
+        record_alerts(state, ctx, metric, quota).await;
     }
 }
 

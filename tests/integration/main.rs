@@ -11,6 +11,7 @@ mod cli;
 mod directory;
 mod embeddings;
 mod errors;
+mod inference;
 mod ldap_harness;
 mod license;
 mod lifecycle;

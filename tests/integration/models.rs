@@ -3,7 +3,7 @@
 
 use crate::common::*;
 
-fn fetched_models() -> std::path::PathBuf {
+pub(crate) fn fetched_models() -> std::path::PathBuf {
     let dir = std::env::var_os("ENCLAVE_TEST_MODELS").unwrap_or_else(|| {
         panic!("ENCLAVE_TEST_MODELS is not set: run the suite with scripts/test.sh, which fetches the models")
     });

@@ -3,7 +3,7 @@
 // problems, licences issued by the vendor tool, and the first administrator's sign-in.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -12,11 +12,15 @@ import { chromium } from 'playwright-core';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
-/** Starts the server on a fresh data directory; resolves to `{ base, dataDir, stop }`. */
-export async function startServer() {
+/**
+ * Starts the server on a fresh data directory; resolves to `{ base, dataDir, stop }`. With `modelsDir`,
+ * the data directory's `models` links to it (the fetched default models).
+ */
+export async function startServer({ modelsDir } = {}) {
   const bin = process.env.ENCLAVE_BIN;
   assert.ok(bin, 'ENCLAVE_BIN must point to the enclave binary (scripts/test.sh sets it)');
   const dataDir = mkdtempSync(join(tmpdir(), 'enclave-ui-data-'));
+  if (modelsDir) symlinkSync(modelsDir, join(dataDir, 'models'));
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ENCLAVE_')));
   const server = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

@@ -1,8 +1,12 @@
 //! The default models in the data directory: where they are and whether they are intact.
 //!
-//! `scripts/fetch-models.sh` installs each model under `<data>/models/<name>/` with a `SHA256SUMS` file.
+//! `scripts/fetch-models.sh` installs each model under `<data>/models/<name>/` with a `SHA256SUMS` file;
+//! `enclave models import` installs others (see [`store`]); each has a manifest ([`manifest`]).
 //! [`quick_status`] checks presence and sizes (cheap, for the overview page); [`verify`] hashes every
-//! file (for `enclave doctor`). The full model store (import, manifests) arrives with local inference.
+//! file (for `enclave doctor`).
+
+pub mod manifest;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 
@@ -68,7 +72,7 @@ fn status(name: &str, kind: &str, result: Result<(), (String, String)>) -> Model
     }
 }
 
-fn check(data_dir: &Path, name: &str, hash: bool) -> Result<(), (String, String)> {
+pub(crate) fn check(data_dir: &Path, name: &str, hash: bool) -> Result<(), (String, String)> {
     let dir = model_dir(data_dir, name);
     if !dir.is_dir() {
         return Err((
