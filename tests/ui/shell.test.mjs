@@ -240,6 +240,7 @@ test('every page loads directly by its URL (deep link) under the CSP, without er
     ['/', 'Overview'], ['/tenants', 'Tenants'], ['/users', 'Accounts'], ['/audit', 'Audit log'],
     ['/api-docs', 'API reference'], ['/account/password', 'Change password'], ['/tenants/sales-team', 'Sales Team'],
     ['/license', 'Licence'], ['/usage', 'Usage'], ['/tenants/sales-team/usage', 'Usage'], ['/directories', 'Directories'],
+    ['/models', 'Models'], ['/playground', 'Playground'],
   ];
   for (const [path, heading] of pages) {
     const { page, problems } = await openPage();
