@@ -194,8 +194,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Extra machine-readable facts, sent as `error.details`.
     pub details: Option<serde_json::Value>,
-    /// The request field at fault (`error.param`).
-    pub param: Option<String>,
+    /// The request field at fault (`error.param`); boxed to keep the error small.
+    pub param: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -212,7 +212,7 @@ impl ApiError {
 
     /// Names the request field at fault.
     pub fn with_param(mut self, param: &str) -> Self {
-        self.param = Some(param.to_string());
+        self.param = Some(param.into());
         self
     }
 
