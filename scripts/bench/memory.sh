@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmark: peak memory of the server with both default models loaded and used. Starts the
+# `bench-test` build on a data directory linking the fetched models, waits until both are ready, runs
+# a streamed chat completion (256 tokens) and a 32-input embeddings request through /v1, then prints
+# the process's resident set now (VmRSS) and at its peak (VmHWM). Target: peak < 600 MB.
+#
+# Usage: scripts/bench/memory.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+models="${ENCLAVE_TEST_MODELS:-$HOME/.cache/enclave/test-data/models}"
+[ -d "$models/SmolLM2-135M-Instruct" ] || { echo "memory.sh: no models in $models (scripts/fetch-models.sh)" >&2; exit 2; }
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}"
+cargo build --quiet --locked --profile bench-test --features test-license-key --bins
+bin="$CARGO_TARGET_DIR/bench-test/enclave"
+tool="$CARGO_TARGET_DIR/bench-test/enclave-license"
+
+work=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+mkdir -p "$work/data"
+ln -s "$(cd "$models" && pwd)" "$work/data/models"
+env -u ENCLAVE_LISTEN "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 1 200); do
+  base=$(grep -o 'listening on http://[^ ]*' "$work/out" 2>/dev/null | head -1 | sed 's/listening on //; s#/$##') || true
+  [ -n "${base:-}" ] && break
+  sleep 0.05
+done
+[ -n "${base:-}" ] || { echo "server did not start:"; cat "$work/err"; exit 1; }
+read -r key _ < <(python3 scripts/bench/setup_server.py "$base" "$work/data" "$tool" inference)
+
+python3 - "$base" "$key" <<'PY'
+import json, sys, time, urllib.request
+base, key = sys.argv[1:3]
+def call(path, body=None):
+    req = urllib.request.Request(base + path, method="POST" if body is not None else "GET",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req) as r:
+        return r.read()
+deadline = time.time() + 300
+while True:
+    states = [m["state"] for m in json.loads(call("/v1/models"))["data"]]
+    if len(states) == 2 and all(s == "ready" for s in states):
+        break
+    if any(s == "failed" for s in states) or time.time() > deadline:
+        sys.exit(f"models not ready: {states}")
+    time.sleep(0.2)
+call("/v1/chat/completions", {"messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+     "max_tokens": 256, "temperature": 0.7, "seed": 1, "stream": True})
+sentences = [f"Sentence number {i} about the quarterly planning of the platform team and its roadmap." for i in range(32)]
+call("/v1/embeddings", {"input": sentences})
+PY
+
+rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+peak=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+echo "server RSS with both models loaded and used: now $((rss / 1024)) MB, peak $((peak / 1024)) MB (target < 600 MB)"
