@@ -10,6 +10,9 @@
 # PyTorch's CPU wheel index when it is reachable, else PyPI's torch wheel (the same library; its CUDA
 # libraries are unused here). The model comes from the local directory scripts/fetch-models.sh fills.
 #
+# Run it on an otherwise idle machine: with other loads on the cores, PyTorch's OpenMP threads spin and
+# its numbers collapse far more than candle's (seen: 5 sentences/s at batch 1 under a load of 6).
+#
 # Usage: scripts/bench/embeddings.sh [ROUNDS, default 3] [THREADS, default nproc]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -83,9 +86,13 @@ echo "== 1,000 sentences of 30-60 words, $threads threads, $rounds rounds; PyTor
 summary=()
 for batch in 1 32; do
   echo "-- batch $batch: Enclave (candle)"
-  enclave=$("$bin" "$model" "$work/sentences.txt" "$batch" "$rounds" | tee /dev/stderr | awk '/^median/ {print $2}')
+  out=$("$bin" "$model" "$work/sentences.txt" "$batch" "$rounds")
+  echo "$out"
+  enclave=$(awk '/^median/ {print $2}' <<<"$out")
   echo "-- batch $batch: sentence-transformers (PyTorch)"
-  torch=$("$venv/bin/python" "$work/torch_bench.py" "$model" "$work/sentences.txt" "$batch" "$rounds" "$threads" 2>/dev/null | tee /dev/stderr | awk '/^median/ {print $2}')
+  out=$("$venv/bin/python" "$work/torch_bench.py" "$model" "$work/sentences.txt" "$batch" "$rounds" "$threads" 2>/dev/null)
+  echo "$out"
+  torch=$(awk '/^median/ {print $2}' <<<"$out")
   summary+=("$(awk -v b="$batch" -v e="$enclave" -v t="$torch" 'BEGIN { printf "batch %-3s  Enclave %8.1f/s   PyTorch %8.1f/s   ratio %.2fx", b, e, t, e / t }')")
 done
 echo "== medians (sentences/s)"
