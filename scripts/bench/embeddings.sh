@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Benchmark: sentence embeddings per second with the default model (all-MiniLM-L6-v2), Enclave's
+# in-process EmbeddingModel (examples/embed_bench.rs) against sentence-transformers on PyTorch (CPU),
+# side by side in one run with the same thread count and the same inputs: 1,000 generated sentences
+# of 30-60 words, fed as requests of 1 and of 32 sentences. Prints each side's median sentences/s over
+# the rounds and the ratio Enclave/PyTorch. Target: >= 1.0.
+#
+# Enclave is built with the `bench-test` profile and `-C target-cpu=x86-64-v3`, as release builds are.
+# PyTorch and sentence-transformers are installed once into a venv under ~/.cache (not in CI): from
+# PyTorch's CPU wheel index when it is reachable, else PyPI's torch wheel (the same library; its CUDA
+# libraries are unused here). The model comes from the local directory scripts/fetch-models.sh fills.
+#
+# Run it on an otherwise idle machine: with other loads on the cores, PyTorch's OpenMP threads spin and
+# its numbers collapse far more than candle's (seen: 5 sentences/s at batch 1 under a load of 6).
+#
+# Usage: scripts/bench/embeddings.sh [ROUNDS, default 3] [THREADS, default nproc]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds="${1:-3}"
+threads="${2:-$(nproc)}"
+models="${ENCLAVE_TEST_MODELS:-$HOME/.cache/enclave/test-data/models}"
+model="$models/all-MiniLM-L6-v2"
+[ -f "$model/model.safetensors" ] || { echo "embeddings.sh: $model is missing (run scripts/fetch-models.sh)" >&2; exit 2; }
+
+venv="${ENCLAVE_BENCH_VENV:-$HOME/.cache/enclave/bench-venv}"
+if ! "$venv/bin/python" -c "import torch, sentence_transformers" 2>/dev/null; then
+  echo "== installing PyTorch (CPU) and sentence-transformers into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --index-url https://download.pytorch.org/whl/cpu torch 2>/dev/null \
+    || "$venv/bin/pip" install --quiet torch
+  "$venv/bin/pip" install --quiet sentence-transformers
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}"
+RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --quiet --locked --profile bench-test --example embed_bench
+bin="$CARGO_TARGET_DIR/bench-test/examples/embed_bench"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$venv/bin/python" - "$work/sentences.txt" <<'PY'
+import random, sys
+words = """the a of and to in is it that for on with as was at by be this are from or have an they
+which one you had not but what all were when we there can more if no out so said up its about into
+than them only other new some could time these two may then first any like now my such make over our
+even most me state after also made many did must before back see through way where get much go well
+your know should down work year because come people just say each those take day good how long left
+same system data model network server request answer search vector tenant user key quota audit log
+document prompt report policy team office project customer market price water river mountain city
+road train music garden kitchen window morning evening weather summer winter history science school
+quickly slowly carefully often never always again together almost already however although while""".split()
+rng = random.Random(20240601)
+with open(sys.argv[1], "w") as out:
+    for _ in range(1000):
+        n = rng.randint(30, 60)
+        s = " ".join(rng.choice(words) for _ in range(n))
+        out.write(s[0].upper() + s[1:] + ".\n")
+PY
+
+cat >"$work/torch_bench.py" <<'PY'
+import os, statistics, sys, time
+os.environ["HF_HUB_OFFLINE"] = "1"
+import torch
+model_dir, path, batch, rounds, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.set_num_threads(threads)
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer(model_dir, device="cpu")
+sentences = open(path).read().splitlines()
+chunks = [sentences[i:i + batch] for i in range(0, len(sentences), batch)]
+def run(chs):
+    for c in chs:
+        model.encode(c, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True)
+run([sentences[i:i + batch] for i in range(0, 64, batch)])
+rates = []
+for r in range(1, rounds + 1):
+    t = time.perf_counter()
+    run(chunks)
+    secs = time.perf_counter() - t
+    rates.append(len(sentences) / secs)
+    print(f"round {r}: {rates[-1]:.1f} sentences/s ({len(sentences)} sentences, {secs:.2f} s)", flush=True)
+print(f"median {statistics.median(rates):.1f}")
+PY
+
+export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
+versions=$("$venv/bin/python" -c "import torch, sentence_transformers as s; print(f'torch {torch.__version__}, sentence-transformers {s.__version__}')" 2>/dev/null)
+echo "== 1,000 sentences of 30-60 words, $threads threads, $rounds rounds; PyTorch: $versions"
+summary=()
+for batch in 1 32; do
+  echo "-- batch $batch: Enclave (candle)"
+  out=$("$bin" "$model" "$work/sentences.txt" "$batch" "$rounds")
+  echo "$out"
+  enclave=$(awk '/^median/ {print $2}' <<<"$out")
+  echo "-- batch $batch: sentence-transformers (PyTorch)"
+  out=$("$venv/bin/python" "$work/torch_bench.py" "$model" "$work/sentences.txt" "$batch" "$rounds" "$threads" 2>/dev/null)
+  echo "$out"
+  torch=$(awk '/^median/ {print $2}' <<<"$out")
+  summary+=("$(awk -v b="$batch" -v e="$enclave" -v t="$torch" 'BEGIN { printf "batch %-3s  Enclave %8.1f/s   PyTorch %8.1f/s   ratio %.2fx", b, e, t, e / t }')")
+done
+echo "== medians (sentences/s)"
+printf '%s\n' "${summary[@]}"
