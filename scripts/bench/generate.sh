@@ -12,12 +12,14 @@
 # AVX2/FMA, n_threads = n_threads_batch = 2. Both sides time the prompt pass (up to the first logits)
 # and then N-1 single-token passes with an argmax, generating as many tokens as Enclave did.
 #
-# Usage: scripts/bench/generate.sh [ROUNDS, default 5] [MAX_TOKENS, default 128]
+# Usage: [THREADS=2] scripts/bench/generate.sh [ROUNDS, default 5] [MAX_TOKENS, default 128]
+# On a machine busy with other work, two spinning threads per engine collapse (rayon's and ggml's
+# barriers wait on descheduled threads): compare with THREADS=1 there and check `uptime`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds="${1:-5}"
 max_tokens="${2:-128}"
-threads=2
+threads="${THREADS:-2}"
 models="${ENCLAVE_TEST_MODELS:-$HOME/.cache/enclave/test-data/models}"
 gguf="$models/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 [ -f "$gguf" ] || { echo "generate.sh: $gguf is missing (scripts/fetch-models.sh)" >&2; exit 2; }
@@ -71,6 +73,7 @@ PY
 median() { python3 -c 'import json,statistics,sys; k=sys.argv[1]; print("%.1f" % statistics.median(json.loads(l)[k] for l in sys.stdin if "\"round\"" in l))' "$1"; }
 field() { python3 -c 'import json,sys; k=sys.argv[1]; print([json.loads(l) for l in sys.stdin if "\"round\"" in l][0][k])' "$1"; }
 
+echo "threads: $threads; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-8s %-22s %10s %10s %8s %8s\n' file engine "pp tok/s" "tg tok/s" prompt gen
 for f in "$gguf" "$q8"; do
   label=$(basename "$f" .gguf | sed 's/.*\.//')

@@ -180,7 +180,8 @@ impl ChatModel {
 
     /// Token ids of a prompt. Special tokens written as text (`<|im_start|>` in a rendered template)
     /// become their special ids; BOS is added in front when the model asks for it
-    /// (`tokenizer.ggml.add_bos_token`) and the text does not begin with it.
+    /// (`tokenizer.ggml.add_bos_token`) and the text does not begin with it. Like llama.cpp, special
+    /// tokens typed inside message contents are matched as well.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, InferenceError> {
         self.tokenizer.encode(text)
     }
