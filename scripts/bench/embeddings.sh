@@ -31,7 +31,9 @@ if ! "$venv/bin/python" -c "import torch, sentence_transformers" 2>/dev/null; th
   "$venv/bin/pip" install --quiet sentence-transformers
 fi
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}"
+# Its own build directory: other RUSTFLAGS in the shared one would rebuild everything each time the
+# other benchmarks and the tests build there.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}-x86-64-v3"
 RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --quiet --locked --profile bench-test --example embed_bench
 bin="$CARGO_TARGET_DIR/bench-test/examples/embed_bench"
 

@@ -33,7 +33,9 @@ if ! "$venv/bin/python" -c "import llama_cpp" 2>/dev/null; then
     "$venv/bin/pip" install --quiet --no-cache-dir "llama-cpp-python==$llama_version" numpy
 fi
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}"
+# Its own build directory: other RUSTFLAGS in the shared one would rebuild everything each time the
+# other benchmarks and the tests build there.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}-x86-64-v3"
 RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --quiet --locked --profile bench-test --example bench_generate
 bench="$CARGO_TARGET_DIR/bench-test/examples/bench_generate"
 
