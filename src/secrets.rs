@@ -1,4 +1,5 @@
-//! Secrets at rest: values the server must read back (a directory's service password) are sealed with a
+//! Secrets at rest: values the server must read back (a directory's service password, an inference
+//! provider's API key) are sealed with a
 //! key derived from the instance key (`<data>/instance-key.pk8`, mode 0600) by HKDF-SHA256, using
 //! AES-256-GCM with a random nonce. A sealed value is `v1:` + hex(nonce ‖ ciphertext ‖ tag); a database
 //! copied without the data directory's key file cannot be opened.
@@ -17,6 +18,25 @@ pub enum SecretError {
         "a stored secret cannot be opened (it was sealed by another installation or is damaged)"
     )]
     Damaged,
+}
+
+/// How a change request treats a stored secret (a password or key field of a settings form): omitted
+/// keeps the stored one (`None`), `""` removes it (`Some(None)`), anything else replaces it, sealed
+/// (`Some(Some(sealed))`).
+pub fn seal_change(
+    data_dir: &Path,
+    input: Option<&str>,
+) -> Result<Option<Option<String>>, SecretError> {
+    Ok(match input {
+        None => None,
+        Some("") => Some(None),
+        Some(plain) => Some(Some(SecretBox::for_data_dir(data_dir)?.seal(plain))),
+    })
+}
+
+/// Opens a secret sealed by [`seal_change`] (or [`SecretBox::seal`]) in this installation.
+pub fn open_sealed(data_dir: &Path, sealed: &str) -> Result<String, SecretError> {
+    SecretBox::for_data_dir(data_dir)?.open(sealed)
 }
 
 /// Seals and opens secrets of this installation.

@@ -18,14 +18,9 @@ work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/data"
 ln -s "$(cd "$models" && pwd)" "$work/data/models"
-env -u ENCLAVE_LISTEN "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 1 200); do
-  base=$(grep -o 'listening on http://[^ ]*' "$work/out" 2>/dev/null | head -1 | sed 's/listening on //; s#/$##') || true
-  [ -n "${base:-}" ] && break
-  sleep 0.05
-done
-[ -n "${base:-}" ] || { echo "server did not start:"; cat "$work/err"; exit 1; }
+# shellcheck source=scripts/bench/lib.sh
+source scripts/bench/lib.sh
+start_bench_server
 read -r key _ < <(python3 scripts/bench/setup_server.py "$base" "$work/data" "$tool" inference)
 
 python3 - "$base" "$key" <<'PY'

@@ -21,14 +21,9 @@ tool="$CARGO_TARGET_DIR/bench-test/enclave-license"
 
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-env -u ENCLAVE_LISTEN "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --log-level warn >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 1 200); do
-  base=$(grep -o 'listening on http://[^ ]*' "$work/out" 2>/dev/null | head -1 | sed 's/listening on //; s#/$##') || true
-  [ -n "${base:-}" ] && break
-  sleep 0.05
-done
-[ -n "${base:-}" ] || { echo "server did not start:"; cat "$work/err"; exit 1; }
+# shellcheck source=scripts/bench/lib.sh
+source scripts/bench/lib.sh
+start_bench_server
 
 # Sign in, settle the admin password, install an enterprise licence, make a tenant and a raised key.
 key=$(python3 scripts/bench/setup_server.py "$base" "$work/data" "$tool" read)

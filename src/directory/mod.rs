@@ -198,8 +198,7 @@ impl Directory {
         }
         match &self.bind_password_sealed {
             None => Ok(String::new()),
-            Some(sealed) => crate::secrets::SecretBox::for_data_dir(data_dir)
-                .and_then(|b| b.open(sealed))
+            Some(sealed) => crate::secrets::open_sealed(data_dir, sealed)
                 .map_err(|e| DirectoryError::Secret(e.to_string())),
         }
     }
@@ -240,15 +239,8 @@ pub fn save(
         ));
     }
     input.settings.validate()?;
-    let sealed = match input.bind_password.as_deref() {
-        None => None,
-        Some("") => Some(None),
-        Some(p) => Some(Some(
-            crate::secrets::SecretBox::for_data_dir(data_dir)
-                .map_err(|e| DirectoryError::Secret(e.to_string()))?
-                .seal(p),
-        )),
-    };
+    let sealed = crate::secrets::seal_change(data_dir, input.bind_password.as_deref())
+        .map_err(|e| DirectoryError::Secret(e.to_string()))?;
     let settings_json = serde_json::to_string(&input.settings)
         .map_err(|e| DirectoryError::InvalidSettings(e.to_string()))?;
     let now = crate::time_util::now_rfc3339();

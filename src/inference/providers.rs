@@ -187,15 +187,8 @@ pub fn save(
     actor: &crate::audit::Actor,
 ) -> Result<Provider, ProviderError> {
     validate(input, local_models)?;
-    let sealed = match input.api_key.as_deref() {
-        None => None,
-        Some("") => Some(None),
-        Some(key) => Some(Some(
-            crate::secrets::SecretBox::for_data_dir(data_dir)
-                .map_err(|e| ProviderError::Secret(e.to_string()))?
-                .seal(key),
-        )),
-    };
+    let sealed = crate::secrets::seal_change(data_dir, input.api_key.as_deref())
+        .map_err(|e| ProviderError::Secret(e.to_string()))?;
     let models =
         serde_json::to_string(&input.models).map_err(|e| ProviderError::Invalid(e.to_string()))?;
     let now = crate::time_util::now_rfc3339();
@@ -294,8 +287,7 @@ impl Provider {
         let remote = self.models.iter().find(|m| m.name == model)?.clone();
         let api_key = match &self.api_key_sealed {
             None => Ok(None),
-            Some(sealed) => crate::secrets::SecretBox::for_data_dir(data_dir)
-                .and_then(|b| b.open(sealed))
+            Some(sealed) => crate::secrets::open_sealed(data_dir, sealed)
                 .map(Some)
                 .map_err(|e| ProviderError::Secret(e.to_string())),
         };
