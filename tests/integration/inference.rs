@@ -478,60 +478,41 @@ fn models_cli_imports_converts_verifies_and_removes() {
     let cwd = tempfile::tempdir().expect("tempdir");
     let data = cwd.path().join("data").display().to_string();
     let gguf = fetched.join("SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let models = |args: &[&str]| {
+        let mut all = vec!["--data-dir", data.as_str(), "models"];
+        all.extend_from_slice(args);
+        run(cwd.path(), &all)
+    };
 
     // A truncated GGUF is refused with the reason and leaves nothing behind.
     let broken = cwd.path().join("broken.gguf");
     let bytes = std::fs::read(&gguf).expect("read gguf");
     std::fs::write(&broken, &bytes[..bytes.len() / 2]).expect("write");
-    let (code, _, err) = run(
-        cwd.path(),
-        &[
-            "--data-dir",
-            &data,
-            "models",
-            "import",
-            &broken.display().to_string(),
-        ],
-    );
+    let (code, _, err) = models(&["import", &broken.display().to_string()]);
     assert_ne!(code, 0);
     assert!(err.contains("truncated"), "{err}");
-    let (_, out, _) = run(cwd.path(), &["--data-dir", &data, "models", "list"]);
+    let (_, out, _) = models(&["list"]);
     assert!(out.contains("no models"), "{out}");
 
     // The shipped Q4_1 file is converted to Q8_0 and loads; the embedding model imports as is.
-    let (code, out, err) = run(
-        cwd.path(),
-        &[
-            "--data-dir",
-            &data,
-            "models",
-            "import",
-            &gguf.display().to_string(),
-            "--name",
-            "smol",
-            "--license",
-            "apache-2.0",
-        ],
-    );
+    let (code, out, err) = models(&[
+        "import",
+        &gguf.display().to_string(),
+        "--name",
+        "smol",
+        "--license",
+        "apache-2.0",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("converted from Q4_1 to Q8_0"), "{out}");
-    let (code, out, err) = run(
-        cwd.path(),
-        &[
-            "--data-dir",
-            &data,
-            "models",
-            "import",
-            &fetched.join("all-MiniLM-L6-v2").display().to_string(),
-            "--name",
-            "minilm",
-        ],
-    );
+    let (code, out, err) = models(&[
+        "import",
+        &fetched.join("all-MiniLM-L6-v2").display().to_string(),
+        "--name",
+        "minilm",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
-    let (_, out, _) = run(
-        cwd.path(),
-        &["--data-dir", &data, "models", "list", "--json"],
-    );
+    let (_, out, _) = models(&["list", "--json"]);
     let listed: Value = serde_json::from_str(&out).expect("json");
     let names: Vec<&str> = listed
         .as_array()
@@ -547,23 +528,17 @@ fn models_cli_imports_converts_verifies_and_removes() {
         .iter()
         .all(|f| f["sha256"].as_str().is_some_and(|s| s.len() == 64))));
 
-    let (code, out, _) = run(cwd.path(), &["--data-dir", &data, "models", "verify"]);
+    let (code, out, _) = models(&["verify"]);
     assert_eq!(code, 0, "{out}");
     // A damaged file is found.
     let tokenizer = cwd.path().join("data/models/minilm/tokenizer.json");
     std::fs::write(&tokenizer, b"{}").expect("damage");
-    let (code, out, _) = run(
-        cwd.path(),
-        &["--data-dir", &data, "models", "verify", "minilm"],
-    );
+    let (code, out, _) = models(&["verify", "minilm"]);
     assert_ne!(code, 0);
     assert!(out.contains("[FAIL] minilm"), "{out}");
-    let (code, _, _) = run(
-        cwd.path(),
-        &["--data-dir", &data, "models", "remove", "minilm"],
-    );
+    let (code, _, _) = models(&["remove", "minilm"]);
     assert_eq!(code, 0);
-    let (_, out, _) = run(cwd.path(), &["--data-dir", &data, "models", "list"]);
+    let (_, out, _) = models(&["list"]);
     assert!(out.contains("smol") && !out.contains("minilm"), "{out}");
 }
 
