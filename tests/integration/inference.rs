@@ -655,3 +655,87 @@ fn a_model_routed_to_another_enclave_answers_under_local_keys_quotas_and_meterin
     assert_eq!(gone.status, 404, "{}", gone.body);
     assert_eq!(gone.error_code(), "model_not_found");
 }
+
+#[test]
+fn a_generation_past_the_request_timeout_is_stopped_with_504() {
+    let server = models_server("[inference]\nrequest_timeout_secs = 1\n");
+    let (_, key) = server.create_key("eng", &["inference"]);
+    let started = Instant::now();
+    let reply = chat(
+        &server,
+        &key,
+        json!({"messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+               "temperature": 0.8, "max_tokens": 3000}),
+    );
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert_eq!(reply.error_code(), "inference_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing was generated for the client, so nothing is charged as output.
+    assert_eq!(used(&server, "chat_tokens_out"), 0);
+}
+
+#[test]
+fn concurrent_embedding_requests_each_get_their_own_vectors() {
+    let server = models_server("");
+    let (_, key) = server.create_key("eng", &["inference"]);
+    let texts: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                "Request {i} asks about topic number {} in some detail.",
+                i * 7
+            )
+        })
+        .collect();
+    let embed = |input: Value| {
+        let reply = server.call_with_key(
+            "POST",
+            "/v1/embeddings",
+            Some(&json!({"input": input})),
+            &key,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|d| {
+                d["embedding"]
+                    .as_array()
+                    .expect("vector")
+                    .iter()
+                    .map(|x| x.as_f64().unwrap_or(f64::NAN))
+                    .collect::<Vec<f64>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    // Alone, one at a time: the reference.
+    let alone: Vec<Vec<f64>> = texts.iter().map(|t| embed(json!(t)).remove(0)).collect();
+    // Twelve at once, two inputs each, from twelve threads: the embedding thread runs whatever waits as
+    // one batch and must hand every request its own vectors back.
+    let together: Vec<Vec<Vec<f64>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let pair = json!([texts[i], texts[(i + 1) % 12]]);
+                let embed = &embed;
+                scope.spawn(move || embed(pair))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for (i, pair) in together.iter().enumerate() {
+        for (vector, expected) in pair.iter().zip([&alone[i], &alone[(i + 1) % 12]]) {
+            let cosine: f64 = vector.iter().zip(expected.iter()).map(|(a, b)| a * b).sum();
+            assert!(
+                cosine > 0.9999,
+                "request {i} got someone else's vector (cosine {cosine})"
+            );
+        }
+    }
+}
