@@ -508,6 +508,14 @@ fn init_cli_logging(loaded: &LoadedConfig) {
 }
 
 fn serve(loaded: LoadedConfig) -> Result<ExitCode, CliError> {
+    // candle sizes its CPU thread pool from this variable when a model first runs. Set here, while
+    // this is the only thread of the process.
+    if loaded.config.inference.threads > 0 {
+        std::env::set_var(
+            "CANDLE_NUM_THREADS",
+            loaded.config.inference.threads.to_string(),
+        );
+    }
     crate::telemetry::init(&loaded.config.log.level, loaded.config.log.format);
     for w in &loaded.warnings {
         tracing::warn!("{w}");

@@ -147,7 +147,9 @@ pub struct UsageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InferenceConfig {
-    /// Chat generations that run at the same time (each uses every inference thread).
+    /// CPU threads candle's kernels use; 0 means one per physical core.
+    pub threads: usize,
+    /// Chat generations that run at the same time, per chat model (each uses every inference thread).
     pub chat_concurrency: usize,
     /// Chat requests that may wait for a free slot; beyond that, 503 with Retry-After.
     pub chat_queue: usize,
@@ -168,6 +170,7 @@ pub struct InferenceConfig {
 impl Default for InferenceConfig {
     fn default() -> Self {
         InferenceConfig {
+            threads: 0,
             chat_concurrency: 1,
             chat_queue: 16,
             embedding_queue: 64,
@@ -634,10 +637,15 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 # webhook_allow_private = false
 
 [inference]
-# Chat generations that run at the same time; each uses every core, so 1 is right for most CPUs.
+# CPU threads the models use; 0 means one per physical core.
+# threads = 0
+
+# Chat generations that run at the same time, per chat model; each uses every inference thread, so
+# 1 is right for most CPUs.
 # chat_concurrency = 1
 
-# Chat requests that may wait for a free generation slot; more get 503 with Retry-After.
+# Chat requests that may wait for a free generation slot, per chat model; more get 503 with
+# Retry-After.
 # chat_queue = 16
 
 # Embedding requests that may wait (concurrent ones are batched together); more get 503.

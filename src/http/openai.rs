@@ -422,10 +422,11 @@ async fn start_generation(
 ) -> ApiResult<Started> {
     admit(&ctx)?;
     let config = state.inference.config().clone();
-    let model = state
+    let handle = state
         .inference
         .chat_model(model_name.as_deref())
         .map_err(ApiError::from)?;
+    let model = handle.model.clone();
     let name = model_name
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| config.default_chat_model.clone());
@@ -474,7 +475,7 @@ async fn start_generation(
     params.max_tokens = usize::try_from(max_out).unwrap_or(params.max_tokens);
     let stream = state
         .inference
-        .generate(model, prompt, params)
+        .generate(&handle, prompt, params)
         .map_err(ApiError::from)?;
     Ok(Started {
         stream,

@@ -5,8 +5,9 @@
 //!   thread loads them one by one (`loading` → `ready` or `failed` with the reason). The server serves
 //!   from the first second; a feature whose model is missing or not loaded yet answers
 //!   `model_not_found` / `model_not_ready` saying what to do.
-//! - Chat: `chat_concurrency` worker threads take jobs from one queue of `chat_queue` places. A full
-//!   queue refuses at once (`503 inference_busy` with `Retry-After`). Each job carries a cancel flag
+//! - Chat: each chat model has its own queue of `chat_queue` places and its own `chat_concurrency`
+//!   worker threads, so a busy model does not hold up another. A full queue refuses at once
+//!   (`503 inference_busy` with `Retry-After`). Each job carries a cancel flag
 //!   (set when the client goes away: the [`ChatStream`] is dropped) and a deadline
 //!   (`request_timeout_secs`, counting the wait); both stop the generation at the next token.
 //! - Embeddings: one thread takes whatever requests are waiting (up to [`EMBED_BATCH`] inputs) and runs
@@ -32,17 +33,47 @@ use crate::models::store::{self, Installed};
 /// Most inputs the embedding thread puts in one batch.
 pub const EMBED_BATCH: usize = 64;
 
-/// A loaded model.
-#[derive(Clone)]
+/// A loaded model, as [`super::load`] returns it.
 pub enum Loaded {
     Embedding(Arc<EmbeddingModel>),
     Chat(Arc<ChatModel>),
 }
 
+/// A chat model with its own queue and worker threads.
+#[derive(Clone)]
+pub struct ChatHandle {
+    pub model: Arc<ChatModel>,
+    queue: SyncSender<ChatJob>,
+}
+
+impl ChatHandle {
+    /// Starts `config.chat_concurrency` worker threads behind a queue of `config.chat_queue` places.
+    fn start(name: &str, model: Arc<ChatModel>, config: &InferenceConfig) -> ChatHandle {
+        let (queue, jobs) = sync_channel::<ChatJob>(config.chat_queue);
+        let jobs = Arc::new(std::sync::Mutex::new(jobs));
+        for n in 0..config.chat_concurrency {
+            let (jobs, model) = (jobs.clone(), model.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("chat-{name}-{n}"))
+                .spawn(move || chat_worker(&model, &jobs));
+            if let Err(e) = spawned {
+                tracing::error!(model = %name, error = %e, "could not start a chat inference thread");
+            }
+        }
+        ChatHandle { model, queue }
+    }
+}
+
+#[derive(Clone)]
+enum Ready {
+    Embedding(Arc<EmbeddingModel>),
+    Chat(ChatHandle),
+}
+
 #[derive(Clone)]
 enum SlotState {
     Loading,
-    Ready(Loaded),
+    Ready(Ready),
     Failed(String),
 }
 
@@ -116,7 +147,6 @@ pub enum ChatEvent {
 }
 
 struct ChatJob {
-    model: Arc<ChatModel>,
     prompt: Vec<u32>,
     params: SamplingParams,
     events: tokio::sync::mpsc::UnboundedSender<ChatEvent>,
@@ -170,25 +200,13 @@ pub struct Inference {
     slots: RwLock<BTreeMap<String, Slot>>,
     /// External providers, read from the system database at start and after every change.
     providers: RwLock<Vec<super::providers::Provider>>,
-    chat: SyncSender<ChatJob>,
     embed: SyncSender<EmbedJob>,
 }
 
 impl Inference {
-    /// Starts the worker threads and lists the installed models (not loaded yet: see [`Inference::load_all`]).
+    /// Starts the embedding thread and lists the installed models (not loaded yet: see
+    /// [`Inference::load_all`], which starts each chat model's threads).
     pub fn start(config: &InferenceConfig, data_dir: &Path) -> Arc<Inference> {
-        // A queue of `chat_queue` waiting places; the workers hold the running jobs.
-        let (chat, chat_jobs) = sync_channel::<ChatJob>(config.chat_queue);
-        let chat_jobs = Arc::new(std::sync::Mutex::new(chat_jobs));
-        for n in 0..config.chat_concurrency {
-            let jobs = chat_jobs.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("chat-{n}"))
-                .spawn(move || chat_worker(&jobs));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "could not start a chat inference thread");
-            }
-        }
         let (embed, embed_jobs) = sync_channel::<EmbedJob>(config.embedding_queue);
         if let Err(e) = std::thread::Builder::new()
             .name("embeddings".into())
@@ -212,7 +230,6 @@ impl Inference {
             config: config.clone(),
             slots: RwLock::new(slots),
             providers: RwLock::new(Vec::new()),
-            chat,
             embed,
         })
     }
@@ -234,7 +251,12 @@ impl Inference {
             let state = match super::load(&installed, data_dir) {
                 Ok(loaded) => {
                     tracing::info!(model = %name, kind = installed.manifest.kind.as_str(), secs = started.elapsed().as_secs_f32(), "model loaded");
-                    SlotState::Ready(loaded)
+                    SlotState::Ready(match loaded {
+                        Loaded::Embedding(model) => Ready::Embedding(model),
+                        Loaded::Chat(model) => {
+                            Ready::Chat(ChatHandle::start(&name, model, &self.config))
+                        }
+                    })
                 }
                 Err(e) => {
                     tracing::error!(model = %name, error = %e, "model failed to load");
@@ -336,7 +358,7 @@ impl Inference {
     }
 
     /// The loaded model named `name` (or the configured default of `kind`).
-    fn resolve(&self, name: Option<&str>, kind: ModelKind) -> Result<Loaded, ServiceError> {
+    fn resolve(&self, name: Option<&str>, kind: ModelKind) -> Result<Ready, ServiceError> {
         let default = match kind {
             ModelKind::Chat => &self.config.default_chat_model,
             ModelKind::Embedding => &self.config.default_embedding_model,
@@ -377,19 +399,19 @@ impl Inference {
         }
     }
 
-    /// The chat model to use.
-    pub fn chat_model(&self, name: Option<&str>) -> Result<Arc<ChatModel>, ServiceError> {
+    /// The chat model to use, with its queue.
+    pub fn chat_model(&self, name: Option<&str>) -> Result<ChatHandle, ServiceError> {
         match self.resolve(name, ModelKind::Chat)? {
-            Loaded::Chat(model) => Ok(model),
-            Loaded::Embedding(_) => Err(ServiceError::Stopped),
+            Ready::Chat(handle) => Ok(handle),
+            Ready::Embedding(_) => Err(ServiceError::Stopped),
         }
     }
 
     /// The embedding model to use.
     pub fn embedding_model(&self, name: Option<&str>) -> Result<Arc<EmbeddingModel>, ServiceError> {
         match self.resolve(name, ModelKind::Embedding)? {
-            Loaded::Embedding(model) => Ok(model),
-            Loaded::Chat(_) => Err(ServiceError::Stopped),
+            Ready::Embedding(model) => Ok(model),
+            Ready::Chat(_) => Err(ServiceError::Stopped),
         }
     }
 
@@ -397,17 +419,16 @@ impl Inference {
         &self.config
     }
 
-    /// Queues a generation; its text arrives through the returned stream.
+    /// Queues a generation on the model's own queue; its text arrives through the returned stream.
     pub fn generate(
         &self,
-        model: Arc<ChatModel>,
+        handle: &ChatHandle,
         prompt: Vec<u32>,
         params: SamplingParams,
     ) -> Result<ChatStream, ServiceError> {
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let job = ChatJob {
-            model,
             prompt,
             params,
             events,
@@ -415,7 +436,7 @@ impl Inference {
             deadline: Instant::now() + Duration::from_secs(self.config.request_timeout_secs),
             timeout_secs: self.config.request_timeout_secs,
         };
-        match self.chat.try_send(job) {
+        match handle.queue.try_send(job) {
             Ok(()) => Ok(ChatStream {
                 events: receiver,
                 cancel,
@@ -448,7 +469,7 @@ impl Inference {
     }
 }
 
-fn chat_worker(jobs: &std::sync::Mutex<Receiver<ChatJob>>) {
+fn chat_worker(model: &ChatModel, jobs: &std::sync::Mutex<Receiver<ChatJob>>) {
     loop {
         let job = {
             let jobs = jobs
@@ -459,13 +480,12 @@ fn chat_worker(jobs: &std::sync::Mutex<Receiver<ChatJob>>) {
                 Err(_) => return,
             }
         };
-        run_chat_job(job);
+        run_chat_job(model, job);
     }
 }
 
-fn run_chat_job(job: ChatJob) {
+fn run_chat_job(model: &ChatModel, job: ChatJob) {
     let ChatJob {
-        model,
         prompt,
         params,
         events,
