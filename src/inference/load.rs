@@ -21,7 +21,7 @@ use crate::models::store::{Installed, StoreError};
 /// GGUF quantisations candle runs without a SIMD kernel.
 const SLOW_QUANTIZATIONS: [&str; 3] = ["Q4_1", "Q5_0", "Q5_1"];
 
-fn is_slow(quantization: Option<&str>) -> bool {
+pub(crate) fn is_slow(quantization: Option<&str>) -> bool {
     quantization.is_some_and(|q| SLOW_QUANTIZATIONS.contains(&q))
 }
 

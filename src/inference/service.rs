@@ -336,6 +336,20 @@ impl Inference {
                     SlotState::Ready(_) => ("ready", None),
                     SlotState::Failed(e) => ("failed", Some(e.clone())),
                 };
+                // What actually runs: the context the implementation supports, and the format a
+                // slow quantisation was converted to at load.
+                let (context_length, quantization) = match &slot.state {
+                    SlotState::Ready(Ready::Chat(handle)) => (
+                        u64::try_from(handle.model.context_length()).ok(),
+                        match m.quantization.as_deref() {
+                            q @ Some(from) if super::load::is_slow(q) => {
+                                Some(format!("Q8_0 (converted from {from} at load)"))
+                            }
+                            other => other.map(str::to_string),
+                        },
+                    ),
+                    _ => (m.context_length, m.quantization.clone()),
+                };
                 ModelInfo {
                     name: m.name.clone(),
                     kind: m.kind,
@@ -343,8 +357,8 @@ impl Inference {
                     error,
                     format: m.format.clone(),
                     bytes: slot.installed.bytes,
-                    quantization: m.quantization.clone(),
-                    context_length: m.context_length,
+                    quantization,
+                    context_length,
                     dimensions: m.dimensions,
                     max_seq_length: m.max_seq_length,
                     license: m.license.clone(),

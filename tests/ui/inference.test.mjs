@@ -103,3 +103,38 @@ test('the similarity tester ranks a paraphrase above an unrelated sentence', asy
   assert.deepEqual(problems, []);
   await page.close();
 });
+
+test('an administrator registers an external provider on the Models page; its model is listed as remote', async () => {
+  const { page, problems } = await openPageIn(context);
+  await page.goto(`${server.base}/models`);
+  // The provider is this same server's /v1, reached with an inference key of the tenant lab.
+  const key = await apiAs(page, 'POST', '/api/v1/tenants/lab/api-keys', { name: 'loopback provider', scopes: ['inference'] });
+  assert.equal(key.status, 201, JSON.stringify(key.body));
+  const form = page.getByRole('form', { name: 'Add a provider' });
+  await form.getByLabel('Name', { exact: true }).fill('loopback');
+  await form.getByLabel('Base URL').fill(`${server.base}/v1`);
+  await form.getByLabel('API key').fill(key.body.secret);
+  // A line that is not name=upstream is refused in the page, before anything is sent.
+  await form.getByLabel(/Models, one per line/).fill('echo-smol');
+  await form.getByRole('button', { name: 'Add provider' }).click();
+  await page.getByText('write one model per line').waitFor();
+  await form.getByLabel(/Models, one per line/).fill('echo-smol=SmolLM2-135M-Instruct (chat)');
+  await form.getByRole('button', { name: 'Add provider' }).click();
+  const row = page.getByTestId('providers').locator('tr[data-provider="loopback"]');
+  await row.waitFor();
+  assert.match(await row.innerText(), /echo-smol = SmolLM2-135M-Instruct \(chat\)/);
+  assert.match(await row.innerText(), /stored/);
+  const model = page.getByTestId('models-table').locator('tr[data-model="echo-smol"]');
+  await model.waitFor();
+  assert.match(await model.innerText(), /remote/);
+  assert.match(await model.innerText(), /served by loopback/);
+  // The key typed is not on the page any more.
+  assert.ok(!(await page.content()).includes(key.body.secret));
+  // Removal asks first.
+  page.once('dialog', (dialog) => dialog.accept());
+  await row.getByRole('button', { name: 'Remove' }).click();
+  await model.waitFor({ state: 'detached' });
+  await shot(page, 'models-providers');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
