@@ -99,17 +99,34 @@ pub(crate) fn check(data_dir: &Path, name: &str, hash: bool) -> Result<(), (Stri
     Ok(())
 }
 
-/// Presence check of every default model (no hashing).
+/// The default models, then every other installed model, with their kinds.
+fn known_models(data_dir: &Path) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = DEFAULT_MODELS
+        .iter()
+        .map(|(name, kind)| (name.to_string(), kind.to_string()))
+        .collect();
+    for installed in store::list(data_dir) {
+        if !all.iter().any(|(name, _)| *name == installed.manifest.name) {
+            all.push((
+                installed.manifest.name.clone(),
+                installed.manifest.kind.as_str().to_string(),
+            ));
+        }
+    }
+    all
+}
+
+/// Presence check of the default and the installed models (no hashing).
 pub fn quick_status(data_dir: &Path) -> Vec<ModelStatus> {
-    DEFAULT_MODELS
+    known_models(data_dir)
         .iter()
         .map(|(name, kind)| status(name, kind, check(data_dir, name, false)))
         .collect()
 }
 
-/// Full check of every default model, hashing every file.
+/// Full check of the default and the installed models, hashing every file.
 pub fn verify(data_dir: &Path) -> Vec<ModelStatus> {
-    DEFAULT_MODELS
+    known_models(data_dir)
         .iter()
         .map(|(name, kind)| status(name, kind, check(data_dir, name, true)))
         .collect()

@@ -530,6 +530,13 @@ fn models_cli_imports_converts_verifies_and_removes() {
 
     let (code, out, _) = models(&["verify"]);
     assert_eq!(code, 0, "{out}");
+    // `enclave doctor` checks imported models too, not only the defaults.
+    let (_, doctor, _) = run(cwd.path(), &["--data-dir", &data, "doctor"]);
+    assert!(doctor.contains("[ok  ] model smol (chat)"), "{doctor}");
+    assert!(
+        doctor.contains("[ok  ] model minilm (embedding)"),
+        "{doctor}"
+    );
     // A damaged file is found.
     let tokenizer = cwd.path().join("data/models/minilm/tokenizer.json");
     std::fs::write(&tokenizer, b"{}").expect("damage");
