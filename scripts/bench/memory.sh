@@ -9,17 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 models="${ENCLAVE_TEST_MODELS:-$HOME/.cache/enclave/test-data/models}"
 [ -d "$models/SmolLM2-135M-Instruct" ] || { echo "memory.sh: no models in $models (scripts/fetch-models.sh)" >&2; exit 2; }
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}"
-cargo build --quiet --locked --profile bench-test --features test-license-key --bins
-bin="$CARGO_TARGET_DIR/bench-test/enclave"
-tool="$CARGO_TARGET_DIR/bench-test/enclave-license"
-
-work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/data"
-ln -s "$(cd "$models" && pwd)" "$work/data/models"
 # shellcheck source=scripts/bench/lib.sh
 source scripts/bench/lib.sh
+build_bench_server
+mkdir -p "$work/data"
+ln -s "$(cd "$models" && pwd)" "$work/data/models"
 start_bench_server
 read -r key _ < <(python3 scripts/bench/setup_server.py "$base" "$work/data" "$tool" inference)
 

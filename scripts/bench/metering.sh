@@ -14,15 +14,9 @@ cd "$(dirname "$0")/../.."
 secs="${1:-10}"
 rounds="${2:-3}"
 command -v wrk >/dev/null || { echo "metering.sh: wrk is missing (apt-get install wrk)" >&2; exit 2; }
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}"
-cargo build --quiet --locked --profile bench-test --features test-license-key --bins
-bin="$CARGO_TARGET_DIR/bench-test/enclave"
-tool="$CARGO_TARGET_DIR/bench-test/enclave-license"
-
-work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 # shellcheck source=scripts/bench/lib.sh
 source scripts/bench/lib.sh
+build_bench_server
 start_bench_server
 
 # Sign in, settle the admin password, install an enterprise licence, make a tenant and a raised key.

@@ -454,25 +454,9 @@ async fn start_generation(
     let prompt_tokens = u64::try_from(prompt.len()).unwrap_or(u64::MAX);
     let tokens_in = gate::reserve(&state, &ctx, Metric::ChatTokensIn, prompt_tokens).await?;
     // What is left of this month's output tokens caps the answer.
-    let mut max_out = asked.min(room);
-    if let Some(left) = gate::remaining(&state, &ctx, Metric::ChatTokensOut).await? {
-        if left == 0 {
-            return Err(gate::quota_error(
-                Metric::ChatTokensOut,
-                crate::usage::meter::OverQuota {
-                    used: gate::quota_of(&state, &ctx, Metric::ChatTokensOut)
-                        .await?
-                        .unwrap_or(0),
-                    limit: gate::quota_of(&state, &ctx, Metric::ChatTokensOut)
-                        .await?
-                        .unwrap_or(0),
-                },
-            ));
-        }
-        max_out = max_out.min(left);
-    }
-    let tokens_out = gate::reserve(&state, &ctx, Metric::ChatTokensOut, max_out).await?;
-    params.max_tokens = usize::try_from(max_out).unwrap_or(params.max_tokens);
+    let tokens_out =
+        gate::reserve_up_to(&state, &ctx, Metric::ChatTokensOut, asked.min(room)).await?;
+    params.max_tokens = usize::try_from(tokens_out.quantity()).unwrap_or(params.max_tokens);
     let stream = state
         .inference
         .generate(&handle, prompt, params)

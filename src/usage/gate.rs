@@ -165,21 +165,40 @@ pub async fn quota_of(
     ))
 }
 
-/// What is left of this month's quota of `metric` (`None`: unlimited).
-pub async fn remaining(
+/// Reserves as much of `wanted` as this month's quota of `metric` still allows (all of it when there
+/// is no quota), for work whose size can shrink to fit: a generation's `max_tokens`. `429
+/// quota_exceeded` when nothing is left. The reservation's quantity is what was granted.
+pub async fn reserve_up_to(
     state: &AppState,
     ctx: &TenantCtx,
     metric: Metric,
-) -> Result<Option<u64>, ApiError> {
-    let Some(quota) = quota_of(state, ctx, metric).await? else {
-        return Ok(None);
+    wanted: u64,
+) -> Result<Reservation, ApiError> {
+    let quota = quota_of(state, ctx, metric).await?;
+    let granted = match quota {
+        None => wanted,
+        Some(limit) => {
+            let used = state
+                .usage
+                .meter
+                .used_this_month(ctx.handle(), metric)
+                .await?;
+            let left = limit.saturating_sub(used);
+            if left == 0 {
+                return Err(quota_error(metric, super::meter::OverQuota { used, limit }));
+            }
+            wanted.min(left)
+        }
     };
-    let used = state
+    match state
         .usage
         .meter
-        .used_this_month(ctx.handle(), metric)
-        .await?;
-    Ok(Some(quota.saturating_sub(used)))
+        .reserve(ctx.handle(), &principal(ctx), metric, granted, quota)
+        .await?
+    {
+        Ok(reservation) => Ok(reservation),
+        Err(over) => Err(quota_error(metric, over)),
+    }
 }
 
 /// Reserves `quantity` of `metric` before work starts, against the effective quota: `429

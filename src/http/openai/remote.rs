@@ -90,23 +90,8 @@ pub async fn complete(
         ));
     }
     let tokens_in = gate::reserve(&state, &ctx, Metric::ChatTokensIn, estimate).await?;
-    let mut max_out = asked;
-    if let Some(left) = gate::remaining(&state, &ctx, Metric::ChatTokensOut).await? {
-        max_out = max_out.min(left);
-        if max_out == 0 {
-            let quota = gate::quota_of(&state, &ctx, Metric::ChatTokensOut)
-                .await?
-                .unwrap_or(0);
-            return Err(gate::quota_error(
-                Metric::ChatTokensOut,
-                crate::usage::meter::OverQuota {
-                    used: quota,
-                    limit: quota,
-                },
-            ));
-        }
-    }
-    let tokens_out = gate::reserve(&state, &ctx, Metric::ChatTokensOut, max_out).await?;
+    let tokens_out = gate::reserve_up_to(&state, &ctx, Metric::ChatTokensOut, asked).await?;
+    let max_out = tokens_out.quantity();
     if let Some(map) = body.as_object_mut() {
         map.remove("max_completion_tokens");
         map.insert("max_tokens".into(), json!(max_out));
