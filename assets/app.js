@@ -20,10 +20,12 @@ import { Login } from './pages/login.js';
 import { NotFound } from './pages/not-found.js';
 import { Models } from './pages/models.js';
 import { Playground } from './pages/playground.js';
+import { Knowledge } from './pages/knowledge.js';
 
 const ROUTES = [
   { path: '/', title: 'Overview', view: Overview, nav: true },
   { path: '/tenants', title: 'Tenants', view: Tenants, nav: true },
+  { path: '/knowledge', title: 'Knowledge', view: Knowledge, nav: true },
   { path: '/playground', title: 'Playground', view: Playground, nav: true },
   { path: '/models', title: 'Models', view: Models, nav: true },
   { path: '/users', title: 'Accounts', view: Users, nav: true, admin: true },
@@ -55,7 +57,9 @@ function App() {
   const tenantMatch = path.match(/^\/tenants\/([a-z0-9-]+)$/);
   const usageMatch = path.match(/^\/tenants\/([a-z0-9-]+)\/usage$/);
   const inviteMatch = path.match(/^\/invite\/([0-9a-f]+)$/);
-  const tenantId = tenantMatch ? tenantMatch[1] : usageMatch ? usageMatch[1] : undefined;
+  // Knowledge bases and the retrieval test: the view reads the rest of the path itself.
+  const knowledgeMatch = path.match(/^\/tenants\/([a-z0-9-]+)\/(knowledge|retrieval)(\/.*)?$/);
+  const tenantId = tenantMatch ? tenantMatch[1] : usageMatch ? usageMatch[1] : knowledgeMatch ? knowledgeMatch[1] : undefined;
   const routeId = tenantId || (inviteMatch ? inviteMatch[1] : undefined);
   const route = tenantMatch
     ? { path, title: 'Tenant', view: Tenant }
@@ -63,7 +67,9 @@ function App() {
       ? { path, title: 'Tenant usage', view: TenantUsage }
       : inviteMatch
         ? { path, title: 'Invitation', view: AcceptInvitation }
-        : ROUTES.find((r) => r.path === path);
+        : knowledgeMatch
+          ? { path, title: knowledgeMatch[2] === 'retrieval' || /\/retrieval$/.test(path) ? 'Retrieval test' : 'Knowledge', view: Knowledge }
+          : ROUTES.find((r) => r.path === path);
 
   // Where the session says the person must be: signed out → sign-in; temporary password → change it.
   useEffect(() => {
@@ -123,7 +129,7 @@ function App() {
       <nav class="sidenav" aria-label="Main">
         <ul>
           ${ROUTES.filter((r) => r.nav && (!r.admin || (user && user.is_system_admin))).map((r) => html`
-            <li key=${r.path}><${Link} href=${r.path} current=${r.path === path}>${r.title}</${Link}></li>`)}
+            <li key=${r.path}><${Link} href=${r.path} current=${r.path === path || (r.path === '/knowledge' && !!knowledgeMatch)}>${r.title}</${Link}></li>`)}
         </ul>
       </nav>
       <main id="main" tabindex="-1">

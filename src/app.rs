@@ -292,6 +292,9 @@ pub async fn serve(
     }
     crate::directory::sync::schedule_all(&state).await;
 
+    // Knowledge-base ingestion: resumes unfinished documents, then takes new uploads.
+    crate::knowledge::ingest::Ingestor::start(state.clone());
+
     // Purge tenants whose deletion grace period has passed: now, then every five minutes.
     let s = state.clone();
     let purger = spawn_periodic(

@@ -108,6 +108,20 @@ pub enum Command {
     /// Works without the server; a running server sees the change at its next start.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// The knowledge-base search index of a tenant. Stop the server first: it takes the data
+    /// directory's lock.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Rebuild the tenant's full-text index from its database (the ready documents' segments).
+    Rebuild {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,7 +369,33 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::License(command) => license_command(cli.load_config(None)?, command),
         Command::Models(command) => models::run(cli.load_config(None)?, command),
+        Command::Index(IndexCommand::Rebuild { tenant }) => {
+            index_rebuild(cli.load_config(None)?, tenant)
+        }
     }
+}
+
+fn index_rebuild(loaded: LoadedConfig, tenant: &str) -> Result<ExitCode, CliError> {
+    init_cli_logging(&loaded);
+    let data_dir = &loaded.config.storage.data_dir;
+    let _lock = app::lock_data_dir(data_dir)?;
+    let system = std::sync::Arc::new(open_system_for_cli(&loaded.config)?);
+    let id = crate::tenancy::TenantId::parse(tenant)?;
+    let registry = crate::tenancy::TenantRegistry::new(
+        data_dir.clone(),
+        system,
+        app::db_options(&loaded.config),
+        1,
+    );
+    let (_, db) = registry.get(&id)?;
+    let started = std::time::Instant::now();
+    let added = crate::knowledge::ingest::rebuild_index(&db)
+        .map_err(|e| CliError::Usage(format!("the index of {id} could not be rebuilt: {e}")))?;
+    println!(
+        "index of {id} rebuilt: {added} segment(s) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn write_or_print(out: Option<&PathBuf>, text: &str) -> Result<(), CliError> {

@@ -71,6 +71,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub usage: UsageConfig,
     pub inference: InferenceConfig,
+    pub knowledge: KnowledgeConfig,
     pub log: LogConfig,
 }
 
@@ -179,6 +180,34 @@ impl Default for InferenceConfig {
             max_embedding_inputs: 256,
             default_chat_model: "SmolLM2-135M-Instruct".into(),
             default_embedding_model: "all-MiniLM-L6-v2".into(),
+        }
+    }
+}
+
+/// Knowledge bases: uploads and their ingestion (docs/knowledge.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeConfig {
+    /// The largest file an upload accepts, in bytes.
+    pub max_file_bytes: u64,
+    /// Files one upload request may carry.
+    pub max_files_per_upload: usize,
+    /// The most bytes a DOCX may unpack to (it is refused as an archive bomb beyond that).
+    pub max_unpacked_bytes: u64,
+    /// Segments one document may produce.
+    pub max_segments_per_document: usize,
+    /// Segments embedded together in one batch during ingestion.
+    pub embedding_batch: usize,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        KnowledgeConfig {
+            max_file_bytes: 50 * 1024 * 1024,
+            max_files_per_upload: 100,
+            max_unpacked_bytes: 200 * 1024 * 1024,
+            max_segments_per_document: 20_000,
+            embedding_batch: 32,
         }
     }
 }
@@ -543,6 +572,42 @@ impl Config {
                 "must be between 1 and 86400",
             ));
         }
+        let knowledge = &self.knowledge;
+        for (key, value, range) in [
+            (
+                "knowledge.max_file_bytes",
+                knowledge.max_file_bytes,
+                1..=(4u64 << 30),
+            ),
+            (
+                "knowledge.max_files_per_upload",
+                knowledge.max_files_per_upload as u64,
+                1..=10_000,
+            ),
+            (
+                "knowledge.max_unpacked_bytes",
+                knowledge.max_unpacked_bytes,
+                1..=(16u64 << 30),
+            ),
+            (
+                "knowledge.max_segments_per_document",
+                knowledge.max_segments_per_document as u64,
+                1..=1_000_000,
+            ),
+            (
+                "knowledge.embedding_batch",
+                knowledge.embedding_batch as u64,
+                1..=1024,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(bad(
+                    key,
+                    value.to_string(),
+                    &format!("must be between {} and {}", range.start(), range.end()),
+                ));
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
@@ -663,6 +728,23 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 # The models used when a request names none (names as in `enclave models list`).
 # default_chat_model = "SmolLM2-135M-Instruct"
 # default_embedding_model = "all-MiniLM-L6-v2"
+
+[knowledge]
+# The largest file an upload accepts, in bytes (50 MiB).
+# max_file_bytes = 52428800
+
+# Files one upload request may carry.
+# max_files_per_upload = 100
+
+# The most a DOCX may unpack to, in bytes (200 MiB); beyond that (or past 100x its compressed size)
+# it is refused as an archive bomb.
+# max_unpacked_bytes = 209715200
+
+# Segments one document may produce; a larger document fails with too_many_segments.
+# max_segments_per_document = 20000
+
+# Segments embedded together in one batch during ingestion.
+# embedding_batch = 32
 
 [log]
 # error, warn, info, debug, trace, or a filter such as "info,enclave=debug".

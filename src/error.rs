@@ -152,6 +152,18 @@ error_codes! {
     ProviderNotFound = (NOT_FOUND, "provider_not_found"),
     /// The external inference provider a model is routed to did not answer usably.
     ProviderUnavailable = (BAD_GATEWAY, "provider_unavailable"),
+    /// No knowledge base (dataset) with this id in this tenant.
+    DatasetNotFound = (NOT_FOUND, "dataset_not_found"),
+    /// A knowledge base with this name already exists in this tenant.
+    DatasetExists = (CONFLICT, "dataset_exists"),
+    /// No document with this id in this knowledge base.
+    DocumentNotFound = (NOT_FOUND, "document_not_found"),
+    /// No ingestion job with this id in this tenant.
+    IngestJobNotFound = (NOT_FOUND, "ingest_job_not_found"),
+    /// The document is not in a state that allows this (retry a ready document, cancel a finished one).
+    DocumentStateConflict = (CONFLICT, "document_state_conflict"),
+    /// The document cannot be read (`details.document_error`: empty_document, corrupt_document, ...).
+    DocumentUnreadable = (UNPROCESSABLE_ENTITY, "document_unreadable"),
     /// The server is starting or shutting down.
     NotReady = (SERVICE_UNAVAILABLE, "not_ready"),
     /// The database is busy or unavailable; retry shortly.

@@ -28,6 +28,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod inference;
+pub mod knowledge;
 pub mod license;
 pub mod metrics;
 pub mod models;

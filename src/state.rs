@@ -31,6 +31,8 @@ pub struct AppState {
     pub inference: Arc<crate::inference::service::Inference>,
     /// Recurring jobs (directory synchronisation); started by `app::serve`.
     pub scheduler: Arc<crate::scheduler::Scheduler>,
+    /// The knowledge-base ingestion queue (its worker is started by `app::serve`).
+    pub ingest: Arc<crate::knowledge::ingest::Ingestor>,
     /// Failed sign-in counters.
     pub login_throttle: Arc<LoginThrottle>,
     /// Bounds concurrent argon2 work so sign-in storms cannot exhaust memory or CPU.
@@ -63,6 +65,7 @@ impl AppState {
             started: Instant::now(),
             inference,
             scheduler: Arc::new(crate::scheduler::Scheduler::default()),
+            ingest: Arc::new(crate::knowledge::ingest::Ingestor::default()),
             login_throttle: Arc::new(LoginThrottle::default()),
             password_hashes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_HASHES)),
             ready: Arc::new(AtomicBool::new(false)),

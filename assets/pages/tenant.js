@@ -188,7 +188,7 @@ function ApiKeys({ tenantId }) {
     <form class="inline-form" onSubmit=${create} aria-label="Create an API key">
       <label>Name <input required maxlength="100" value=${form.name} onInput=${(e) => setForm({ ...form, name: e.currentTarget.value })} placeholder="nightly import" /></label>
       <fieldset><legend>Scopes</legend>
-        ${['read', 'write', 'admin', 'inference'].map((s) => html`
+        ${['read', 'write', 'admin', 'inference', 'datasets:read', 'datasets:write'].map((s) => html`
           <label class="check"><input type="checkbox" checked=${form.scopes.includes(s)} onChange=${(e) => toggleScope(s, e.currentTarget.checked)} /> ${s}</label>`)}
       </fieldset>
       <label>Expires in days <input type="number" min="1" max="3650" value=${form.days} onInput=${(e) => setForm({ ...form, days: e.currentTarget.value })} placeholder="never" /></label>

@@ -8,6 +8,7 @@ pub mod admin_tenants;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod datasets;
 pub mod directories;
 pub mod health;
 pub mod invitations;
@@ -41,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(audit::configure_tenant_scope)
             .configure(invitations::configure_tenant_scope)
             .configure(usage::configure_tenant_scope)
+            .configure(datasets::configure_tenant_scope)
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<actix_web::HttpResponse, _>(route_not_found(&req))
             })),

@@ -438,16 +438,22 @@ async fn quota_list(state: &AppState, tenant: &TenantCtx) -> ApiResult<QuotaList
     let limits = state.license.plan().entitlements.limits;
     let mut quotas = Vec::new();
     for metric in Metric::ALL.iter().copied() {
-        if metric == Metric::StorageBytes {
-            continue;
-        }
-        let used = state
-            .usage
-            .meter
-            .used_this_month(tenant.handle(), metric)
-            .await?;
+        // Storage is a gauge: the bytes of uploaded files the tenant keeps now (its limit is not
+        // monthly; the licence's storage_gb is for the whole installation).
+        let (used, licence_limit) = if metric == Metric::StorageBytes {
+            let stored = tenant
+                .run(|db| db.read(crate::knowledge::store::stored_bytes))
+                .await?;
+            (stored, limits.storage_gb.map(|gb| gb << 30))
+        } else {
+            let used = state
+                .usage
+                .meter
+                .used_this_month(tenant.handle(), metric)
+                .await?;
+            (used, metric.licence_limit(&limits))
+        };
         let tenant_limit = own.quotas.get(&metric).copied();
-        let licence_limit = metric.licence_limit(&limits);
         quotas.push(QuotaStatus {
             metric,
             used_this_month: used,
@@ -501,16 +507,9 @@ pub async fn set_quotas(
     tenant.ensure_writable()?;
     let mut changes = Vec::new();
     for (name, limit) in body.into_inner() {
-        let metric = Metric::parse(&name)
-            .filter(|m| *m != Metric::StorageBytes)
-            .ok_or_else(|| {
-                ApiError::new(
-                    Code::InvalidRequest,
-                    format!(
-                        "unknown metric {name:?} (storage is limited by the licence's storage_gb)"
-                    ),
-                )
-            })?;
+        let metric = Metric::parse(&name).ok_or_else(|| {
+            ApiError::new(Code::InvalidRequest, format!("unknown metric {name:?}"))
+        })?;
         if let Some(n) = limit {
             if !(0..=1_000_000_000_000_000).contains(&n) {
                 return Err(ApiError::new(

@@ -3,10 +3,11 @@
 //! - A key reads `ek_live_<48 hex characters>` (192 random bits). It is shown once, at creation or
 //!   rotation; the database keeps only its SHA-256 (`secret_hash`, looked up by hash, so there is no timing
 //!   oracle on the secret) and a display prefix (`ek_live_a1b2c3`).
-//! - Scopes are `read`, `write`, `admin` and `inference`. A key acts inside its own tenant only, with
+//! - Scopes are `read`, `write`, `admin`, `inference`, `datasets:read` and `datasets:write`. A key acts inside its own tenant only, with
 //!   the role its widest scope maps to (read → viewer, write → editor, admin → admin), so the one
 //!   permission matrix (`Role::allows`) governs keys and people alike. `inference` opens the
-//!   OpenAI-compatible `/v1` API and nothing else; the other scopes open the tenant's REST API. Keys
+//!   OpenAI-compatible `/v1` API and nothing else; `datasets:read` and `datasets:write` open the
+//!   knowledge-base routes and nothing else; the other scopes open the tenant's REST API. Keys
 //!   never reach system-administration routes.
 //! - `last_used_at` is written at most once a minute per key, not on every request.
 //! - Rotation issues a new key with the same name and scopes and lets the old one keep working until the
@@ -23,7 +24,14 @@ use crate::db::system::SystemDb;
 /// The prefix every key starts with.
 pub const KEY_PREFIX: &str = "ek_live_";
 /// The scopes a key can hold.
-pub const SCOPES: [&str; 4] = ["read", "write", "admin", "inference"];
+pub const SCOPES: [&str; 6] = [
+    "read",
+    "write",
+    "admin",
+    "inference",
+    "datasets:read",
+    "datasets:write",
+];
 const TOUCH_EVERY_SECS: i64 = 60;
 
 /// A key as the API shows it (never the secret).
@@ -126,6 +134,19 @@ impl KeyPrincipal {
     /// Whether the key may use the tenant's REST API (`read`, `write` or `admin`).
     pub fn can_use_tenant_api(&self) -> bool {
         self.scopes.iter().any(|s| s != "inference")
+    }
+
+    /// Whether the key holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether the key has one of the tenant-wide scopes (`read`, `write`, `admin`); keys with only
+    /// `inference` or `datasets:*` scopes reach only their own part of the API.
+    pub fn has_general_scope(&self) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| matches!(s.as_str(), "read" | "write" | "admin"))
     }
 
     /// The role the key's widest scope maps to.

@@ -654,7 +654,8 @@ fn active_users_30d(conn: &Connection) -> rusqlite::Result<u64> {
 }
 
 /// Total size of the files under `dir` (0 when it does not exist; unreadable entries are skipped).
-fn dir_size(dir: &Path) -> u64 {
+/// The bytes of the files under `dir` (recursively).
+pub fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

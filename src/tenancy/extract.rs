@@ -65,13 +65,36 @@ impl TenantCtx {
         self.tenant.db()
     }
 
-    /// Refuses the action unless the caller's role allows it (the matrix is `Role::allows`).
+    /// Refuses the action unless the caller's role allows it (the matrix is `Role::allows`). A key
+    /// with only `datasets:*` scopes reaches nothing but the knowledge-base routes
+    /// ([`TenantCtx::require_datasets`]).
     pub fn require(&self, action: Action) -> Result<(), IdentityError> {
+        if let Caller::Key(key) = &self.caller {
+            if !key.has_general_scope() {
+                return Err(IdentityError::InsufficientScope);
+            }
+        }
         match (&self.caller, self.role.allows(action)) {
             (_, true) => Ok(()),
             (Caller::Key(_), false) => Err(IdentityError::InsufficientScope),
             (Caller::User(_), false) => Err(IdentityError::RoleTooLow),
         }
+    }
+
+    /// Like [`TenantCtx::require`], for knowledge bases: a key's `datasets:read` allows reading them,
+    /// `datasets:write` reading and changing them, besides what its general scope allows.
+    pub fn require_datasets(&self, action: Action) -> Result<(), IdentityError> {
+        if let Caller::Key(key) = &self.caller {
+            let by_dataset_scope = match action {
+                Action::Read => key.has_scope("datasets:read") || key.has_scope("datasets:write"),
+                Action::Write => key.has_scope("datasets:write"),
+                Action::Manage | Action::Own => false,
+            };
+            if by_dataset_scope {
+                return Ok(());
+            }
+        }
+        self.require(action)
     }
 
     /// Refuses changes to a suspended tenant.

@@ -22,7 +22,7 @@ pub mod lifecycle;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use lru::LruCache;
@@ -33,6 +33,7 @@ use crate::db::migrate::{MigrationReport, MigrationSet};
 use crate::db::system::{insert_tenant, SystemDb, TenantRecord};
 use crate::db::{fsync_dir, open_connection, Database, DbError, DbOptions, OpenMode};
 use crate::error::{Code, ErrorCode};
+use crate::knowledge::TenantKnowledge;
 
 /// Name of the directory holding all tenants inside the data directory.
 pub const TENANTS_DIR: &str = "tenants";
@@ -350,6 +351,8 @@ pub struct TenantDb {
     /// The database file's size and when it was measured (see [`TenantDb::database_bytes`]).
     measured_size: Mutex<Option<(std::time::Instant, u64)>>,
     db: Database,
+    /// The tenant's knowledge bases outside its database (index, vectors, files).
+    knowledge: Arc<TenantKnowledge>,
     _slot: SlotGuard,
 }
 
@@ -360,6 +363,11 @@ impl TenantDb {
 
     pub fn db(&self) -> &Database {
         &self.db
+    }
+
+    /// The tenant's knowledge-base index, vectors and files.
+    pub fn knowledge(&self) -> &Arc<TenantKnowledge> {
+        &self.knowledge
     }
 
     /// The schema version of the tenant database (read when it was opened).
@@ -420,6 +428,10 @@ pub struct TenantRegistry {
     /// busy tenant is resolved without reading `system.db` (and without the blocking pool). Weak: it
     /// never keeps an evicted database open, so the live cap still holds.
     recent: Mutex<std::collections::HashMap<TenantId, RecentTenant>>,
+    /// The knowledge-base state (index, vectors) of each open tenant incarnation, shared by every
+    /// `TenantDb` of it (an evicted one still held by a request and its reopened successor), so there is
+    /// one index writer and one vector cache per tenant. Weak: it lives as long as a `TenantDb` does.
+    knowledge: Mutex<std::collections::HashMap<Incarnation, Weak<TenantKnowledge>>>,
 }
 
 /// How long a resolved tenant record is reused. Lifecycle changes made through this server clear it at
@@ -427,6 +439,9 @@ pub struct TenantRegistry {
 pub const RECENT_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 type RecentTenant = (TenantRecord, std::sync::Weak<TenantDb>, std::time::Instant);
+
+/// A tenant id with its incarnation (record `created_at`, database inode).
+type Incarnation = (TenantId, (String, u64));
 
 impl TenantRegistry {
     pub fn new(
@@ -443,6 +458,7 @@ impl TenantRegistry {
             cap,
             cache: Mutex::new(LruCache::new(NonZeroUsize::MIN.saturating_add(cap - 1))),
             recent: Mutex::new(std::collections::HashMap::new()),
+            knowledge: Mutex::new(std::collections::HashMap::new()),
             slots: Arc::new(Slots::default()),
         }
     }
@@ -623,8 +639,25 @@ impl TenantRegistry {
             });
         }
         tracing::debug!(tenant = %id, "tenant database opened");
+        let knowledge = {
+            let mut shared = self
+                .knowledge
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            shared.retain(|_, k| k.strong_count() > 0);
+            let key = (id.clone(), generation.clone());
+            match shared.get(&key).and_then(Weak::upgrade) {
+                Some(k) => k,
+                None => {
+                    let k = Arc::new(TenantKnowledge::new(&tenant_dir(&self.data_dir, id)));
+                    shared.insert(key, Arc::downgrade(&k));
+                    k
+                }
+            }
+        };
         Ok(TenantDb {
             id: id.clone(),
+            knowledge,
             generation,
             schema_version,
             measured_size: Mutex::new(None),

@@ -12,6 +12,7 @@ mod directory;
 mod embeddings;
 mod errors;
 mod inference;
+mod knowledge;
 mod ldap_harness;
 mod license;
 mod lifecycle;

@@ -1,0 +1,439 @@
+//! The tenant's Tantivy index: one Tantivy document per segment, for BM25 keyword search.
+//!
+//! Fields: `segment_id` (fast field, the link back to the database), `dataset_id` and `document_id`
+//! (raw strings, for filters and deletes), `title`, `headings` and `text` (analysed with
+//! [`super::tokenizer`] and the English stemmer). The index lives in `<tenant>/index/` and is
+//! derived data: `enclave index rebuild` makes it again from the database.
+//!
+//! One writer per tenant, created when first needed and released when the ingestion worker has
+//! nothing more for the tenant (Tantivy's writer holds a memory arena and a lock file).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Mutex;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
+};
+use tantivy::tokenizer::{Language, RemoveLongFilter, Stemmer, TextAnalyzer, TokenStream};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+
+use super::tokenizer::{MixedScriptTokenizer, Mode};
+use super::KnowledgeError;
+
+/// The index directory inside the tenant directory.
+pub const INDEX_DIR: &str = "index";
+const INDEX_ANALYZER: &str = "enclave_index";
+const QUERY_ANALYZER: &str = "enclave_query";
+/// The writer's memory arena (Tantivy's minimum is 15 MB).
+const WRITER_MEMORY: usize = 32 * 1024 * 1024;
+/// Field weights: the segment's own text counts most.
+const TEXT_BOOST: f32 = 1.0;
+const HEADINGS_BOOST: f32 = 0.6;
+const TITLE_BOOST: f32 = 0.4;
+
+/// The analyzer used when indexing and for highlights.
+pub fn index_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(MixedScriptTokenizer::new(Mode::Index))
+        .filter(RemoveLongFilter::limit(48))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// The analyzer used for queries (CJK bigrams only).
+pub fn query_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(MixedScriptTokenizer::new(Mode::Query))
+        .filter(RemoveLongFilter::limit(48))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// The distinct terms of a query, in order of first appearance.
+pub fn query_terms(query: &str) -> Vec<String> {
+    let mut analyzer = query_analyzer();
+    let mut stream = analyzer.token_stream(query);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    while stream.advance() {
+        let text = stream.token().text.clone();
+        if seen.insert(text.clone()) {
+            out.push(text);
+        }
+    }
+    out
+}
+
+/// `[start, end)` code-point ranges of `text` where one of `terms` occurs (merged when they overlap).
+pub fn highlights(text: &str, terms: &HashSet<String>) -> Vec<[usize; 2]> {
+    if terms.is_empty() {
+        return Vec::new();
+    }
+    let mut analyzer = index_analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut byte_ranges: Vec<(usize, usize)> = Vec::new();
+    while stream.advance() {
+        let token = stream.token();
+        if terms.contains(&token.text) {
+            byte_ranges.push((token.offset_from, token.offset_to));
+        }
+    }
+    byte_ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (from, to) in byte_ranges {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    // Byte offsets → code-point offsets, in one pass.
+    let mut out = Vec::with_capacity(merged.len());
+    let mut chars_before = 0usize;
+    let mut byte_at = 0usize;
+    let count_to = |target: usize, chars_before: &mut usize, byte_at: &mut usize| {
+        *chars_before += text[*byte_at..target].chars().count();
+        *byte_at = target;
+        *chars_before
+    };
+    for (from, to) in merged {
+        let start = count_to(from, &mut chars_before, &mut byte_at);
+        let end = count_to(to, &mut chars_before, &mut byte_at);
+        out.push([start, end]);
+    }
+    out
+}
+
+struct Fields {
+    segment_id: Field,
+    dataset_id: Field,
+    document_id: Field,
+    title: Field,
+    headings: Field,
+    text: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let analysed = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(INDEX_ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let fields = Fields {
+        segment_id: builder.add_u64_field("segment_id", FAST),
+        dataset_id: builder.add_text_field("dataset_id", STRING),
+        document_id: builder.add_text_field("document_id", STRING),
+        title: builder.add_text_field("title", analysed.clone()),
+        headings: builder.add_text_field("headings", analysed.clone()),
+        text: builder.add_text_field("text", analysed),
+    };
+    (builder.build(), fields)
+}
+
+/// A segment as it goes into the index.
+pub struct IndexedSegment<'a> {
+    pub segment_id: i64,
+    pub dataset_id: &'a str,
+    pub document_id: &'a str,
+    pub title: &'a str,
+    pub headings: &'a str,
+    pub text: &'a str,
+}
+
+/// One keyword hit.
+#[derive(Debug, Clone, Copy)]
+pub struct KeywordHit {
+    pub segment_id: i64,
+    pub score: f32,
+}
+
+/// A tenant's index.
+pub struct TenantIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    writer: Mutex<Option<IndexWriter>>,
+}
+
+impl TenantIndex {
+    /// Opens the index in `dir`, creating it when missing. An index with another schema (from an
+    /// older version) is moved aside and created again; `enclave index rebuild` refills it.
+    pub fn open(dir: &Path) -> Result<TenantIndex, KnowledgeError> {
+        let (schema, fields) = schema();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| KnowledgeError::Io(format!("creating {}: {e}", dir.display())))?;
+        let directory = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| KnowledgeError::Index(e.to_string()))?;
+        let index = Index::open_or_create(directory, schema)?;
+        index
+            .tokenizers()
+            .register(INDEX_ANALYZER, index_analyzer());
+        index
+            .tokenizers()
+            .register(QUERY_ANALYZER, query_analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(TenantIndex {
+            index,
+            reader,
+            fields,
+            writer: Mutex::new(None),
+        })
+    }
+
+    fn with_writer<T>(
+        &self,
+        work: impl FnOnce(&mut IndexWriter, &Fields) -> Result<T, KnowledgeError>,
+    ) -> Result<T, KnowledgeError> {
+        let mut guard = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none() {
+            *guard = Some(self.index.writer_with_num_threads(1, WRITER_MEMORY)?);
+        }
+        let writer = guard
+            .as_mut()
+            .ok_or_else(|| KnowledgeError::Index("no index writer".into()))?;
+        match work(writer, &self.fields) {
+            Ok(value) => {
+                self.reader.reload()?;
+                Ok(value)
+            }
+            Err(e) => {
+                // Whatever was added but not committed is thrown away with the writer.
+                if let Some(writer) = guard.take() {
+                    let _ = writer.wait_merging_threads();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds a document's segments (replacing any it had) and commits.
+    pub fn replace_document(
+        &self,
+        document_id: &str,
+        segments: &[IndexedSegment<'_>],
+    ) -> Result<(), KnowledgeError> {
+        self.with_writer(|writer, f| {
+            writer.delete_term(Term::from_field_text(f.document_id, document_id));
+            for s in segments {
+                writer.add_document(doc!(
+                    f.segment_id => s.segment_id as u64,
+                    f.dataset_id => s.dataset_id,
+                    f.document_id => s.document_id,
+                    f.title => s.title,
+                    f.headings => s.headings,
+                    f.text => s.text,
+                ))?;
+            }
+            writer.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Removes a document's segments.
+    pub fn delete_document(&self, document_id: &str) -> Result<(), KnowledgeError> {
+        self.with_writer(|writer, f| {
+            writer.delete_term(Term::from_field_text(f.document_id, document_id));
+            writer.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Removes a dataset's segments.
+    pub fn delete_dataset(&self, dataset_id: &str) -> Result<(), KnowledgeError> {
+        self.with_writer(|writer, f| {
+            writer.delete_term(Term::from_field_text(f.dataset_id, dataset_id));
+            writer.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Empties the index and adds `segments` (read in batches by the caller through `feed`).
+    pub fn rebuild(
+        &self,
+        feed: impl FnOnce(
+            &mut dyn FnMut(IndexedSegment<'_>) -> Result<(), KnowledgeError>,
+        ) -> Result<(), KnowledgeError>,
+    ) -> Result<u64, KnowledgeError> {
+        self.with_writer(|writer, f| {
+            writer.delete_all_documents()?;
+            let mut added = 0u64;
+            let mut add = |s: IndexedSegment<'_>| -> Result<(), KnowledgeError> {
+                writer.add_document(doc!(
+                    f.segment_id => s.segment_id as u64,
+                    f.dataset_id => s.dataset_id,
+                    f.document_id => s.document_id,
+                    f.title => s.title,
+                    f.headings => s.headings,
+                    f.text => s.text,
+                ))?;
+                added += 1;
+                Ok(())
+            };
+            feed(&mut add)?;
+            writer.commit()?;
+            Ok(added)
+        })
+    }
+
+    /// Drops the writer (its memory and lock) until it is needed again.
+    pub fn release_writer(&self) {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
+            if let Err(e) = writer.wait_merging_threads() {
+                tracing::warn!(error = %e, "index merge did not finish cleanly");
+            }
+        }
+    }
+
+    /// BM25 search over title, headings and text, restricted to `datasets` (and `documents` when
+    /// given). Returns at most `limit` hits, best first.
+    pub fn search(
+        &self,
+        terms: &[String],
+        datasets: &[String],
+        documents: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<KeywordHit>, KnowledgeError> {
+        if terms.is_empty() || datasets.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let f = &self.fields;
+        let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for term in terms {
+            for (field, boost) in [
+                (f.text, TEXT_BOOST),
+                (f.headings, HEADINGS_BOOST),
+                (f.title, TITLE_BOOST),
+            ] {
+                let q = TermQuery::new(
+                    Term::from_field_text(field, term),
+                    IndexRecordOption::WithFreqs,
+                );
+                should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+            }
+        }
+        let filter = |field: Field, values: &[String]| -> Box<dyn Query> {
+            let any: Vec<(Occur, Box<dyn Query>)> = values
+                .iter()
+                .map(|v| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(field, v),
+                        IndexRecordOption::Basic,
+                    ));
+                    (Occur::Should, q)
+                })
+                .collect();
+            Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(any)), 0.0))
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Must, Box::new(BooleanQuery::new(should))),
+            (Occur::Must, filter(f.dataset_id, datasets)),
+        ];
+        if let Some(documents) = documents {
+            clauses.push((Occur::Must, filter(f.document_id, documents)));
+        }
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(&query, &TopDocs::with_limit(limit))?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let column = searcher
+                .segment_reader(address.segment_ord)
+                .fast_fields()
+                .u64("segment_id")?;
+            if let Some(id) = column.first(address.doc_id) {
+                hits.push(KeywordHit {
+                    segment_id: id as i64,
+                    score,
+                });
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Segments in the index (for checks).
+    pub fn num_segments(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg<'a>(id: i64, doc: &'a str, text: &'a str) -> IndexedSegment<'a> {
+        IndexedSegment {
+            segment_id: id,
+            dataset_id: "ds",
+            document_id: doc,
+            title: "",
+            headings: "",
+            text,
+        }
+    }
+
+    #[test]
+    fn english_and_chinese_keywords_are_found_and_deletes_take_effect() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = TenantIndex::open(dir.path()).expect("open");
+        index
+            .replace_document(
+                "d1",
+                &[
+                    seg(1, "d1", "Rotating API keys keeps automation safe."),
+                    seg(2, "d1", "知识库支持中文检索和引用。"),
+                ],
+            )
+            .expect("add");
+        index
+            .replace_document("d2", &[seg(3, "d2", "Backups are encrypted with age.")])
+            .expect("add");
+        let ds = vec!["ds".to_string()];
+        let hits = index
+            .search(&query_terms("rotate key"), &ds, None, 10)
+            .expect("search");
+        assert_eq!(hits.first().map(|h| h.segment_id), Some(1), "stemmed match");
+        let hits = index
+            .search(&query_terms("中文检索"), &ds, None, 10)
+            .expect("search");
+        assert_eq!(hits.first().map(|h| h.segment_id), Some(2), "bigram match");
+        let hits = index
+            .search(&query_terms("encrypted"), &ds, Some(&["d1".into()]), 10)
+            .expect("search");
+        assert!(hits.is_empty(), "document filter");
+        assert!(index
+            .search(&query_terms("encrypted"), &["other".into()], None, 10)
+            .expect("search")
+            .is_empty());
+        index.delete_document("d2").expect("delete");
+        assert!(index
+            .search(&query_terms("encrypted"), &ds, None, 10)
+            .expect("search")
+            .is_empty());
+        assert_eq!(index.num_segments(), 2);
+    }
+
+    #[test]
+    fn highlights_are_code_point_ranges() {
+        let terms: HashSet<String> = query_terms("知识 keys").into_iter().collect();
+        let text = "中文知识库 and API keys";
+        let ranges = highlights(text, &terms);
+        let chars: Vec<char> = text.chars().collect();
+        let marked: Vec<String> = ranges
+            .iter()
+            .map(|[a, b]| chars[*a..*b].iter().collect())
+            .collect();
+        assert_eq!(marked, ["知识", "keys"]);
+    }
+}
