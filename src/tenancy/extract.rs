@@ -43,6 +43,8 @@ pub struct TenantCtx {
     pub caller: Caller,
     pub role: Role,
     tenant: Arc<TenantDb>,
+    /// Reached through the tenant REST API (`/api/v1/tenants/{tenant}`), not the `/v1` inference API.
+    rest_api: bool,
 }
 
 impl TenantCtx {
@@ -70,7 +72,7 @@ impl TenantCtx {
     /// ([`TenantCtx::require_datasets`]).
     pub fn require(&self, action: Action) -> Result<(), IdentityError> {
         if let Caller::Key(key) = &self.caller {
-            if !key.has_general_scope() {
+            if self.rest_api && !key.has_general_scope() {
                 return Err(IdentityError::InsufficientScope);
             }
         }
@@ -237,6 +239,7 @@ impl TenantCtx {
                 caller,
                 role,
                 tenant,
+                rest_api: in_path.is_some(),
             })
         })
     }
