@@ -30,6 +30,9 @@
 # ~/.cache/enclave/bench-results/retrieval-*.json (printed at the end). Run it on an otherwise idle
 # machine: PyTorch's threads suffer badly from other loads (see embeddings.sh).
 #
+# Duration on 2 idle cores (Enclave ingests ~14 segments/s, Chroma ~26/s): 5000 segments ~10 minutes,
+# 100000 about 3 hours.
+#
 # Usage: scripts/bench/retrieval.sh [SEGMENTS, default 100000]   (5000 for a quick check)
 #   ENCLAVE_BENCH_BIN=path/to/bench-test/enclave  uses that build instead of building one
 set -euo pipefail
@@ -81,6 +84,7 @@ if [ -n "${ENCLAVE_BENCH_BIN:-}" ]; then # a prebuilt `bench-test` server (and i
 else
   build_bench_server
 fi
+unset ENCLAVE_BENCH_BIN ENCLAVE_BENCH_TOOL ENCLAVE_BENCH_VENV ENCLAVE_BENCH_CORPUS ENCLAVE_BENCH_RESULTS ENCLAVE_TEST_MODELS
 trap 'echo "retrieval.sh: failed; the server log ends:" >&2; tail -20 "$work/err" >&2 2>/dev/null' ERR
 out="$work/out.d"
 mkdir -p "$out" "$work/data"

@@ -63,6 +63,12 @@ pub async fn update(
     .await?;
     state.key_cache.clear();
     state.tenants.forget_recent();
+    if record.status == "active" {
+        // Ingestion pauses while a tenant is suspended; a reactivated tenant carries on.
+        if let Ok(id) = TenantId::parse(&record.id) {
+            state.ingest.wake(&id);
+        }
+    }
     Ok(web::Json(record))
 }
 

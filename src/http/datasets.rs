@@ -14,13 +14,14 @@ use crate::db::run_blocking;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::identity::principal::ClientInfo;
 use crate::identity::Action;
-use crate::knowledge::chunk::ChunkSettings;
 use crate::knowledge::extract::ExtractLimits;
 use crate::knowledge::files::Incoming;
 use crate::knowledge::ingest::ModelTokens;
 use crate::knowledge::search::{self, Hit, Prepared, SearchRequest};
 use crate::knowledge::store::{self, NewDataset, NewDocument};
-use crate::knowledge::{Chunking, Dataset, Document, DocumentStatus, Job, KnowledgeError, Segment};
+use crate::knowledge::{
+    ChunkSettings, Dataset, Document, DocumentStatus, Job, KnowledgeError, Segment,
+};
 use crate::state::AppState;
 use crate::tenancy::extract::TenantCtx;
 use crate::usage::Metric;
@@ -86,7 +87,7 @@ pub struct CreateDataset {
     pub description: String,
     /// An installed embedding model (default: `inference.default_embedding_model`).
     pub embedding_model: Option<String>,
-    pub chunking: Option<Chunking>,
+    pub chunking: Option<ChunkSettings>,
 }
 
 /// Changes to a dataset.
@@ -95,7 +96,7 @@ pub struct CreateDataset {
 pub struct UpdateDataset {
     pub name: Option<String>,
     pub description: Option<String>,
-    pub chunking: Option<Chunking>,
+    pub chunking: Option<ChunkSettings>,
 }
 
 fn clean_name(name: &str) -> Result<String, KnowledgeError> {
@@ -124,10 +125,6 @@ fn model_max_tokens(state: &AppState, name: &str) -> Result<usize, ApiError> {
         .embedding_model(Some(name))
         .map_err(ApiError::from)?;
     Ok(model.max_tokens())
-}
-
-fn principal(ctx: &TenantCtx) -> String {
-    crate::usage::gate::principal(ctx)
 }
 
 /// Lists the tenant's knowledge bases.
@@ -165,7 +162,7 @@ pub async fn create(
     let chunking = body.chunking.unwrap_or_default();
     chunking.validate(model_max_tokens(&state, &model)?)?;
     let actor = Actor::of(&tenant.caller, &client);
-    let created_by = principal(&tenant);
+    let created_by = crate::usage::gate::principal(&tenant);
     let tenant_id = tenant.id().to_string();
     let dataset = tenant
         .run(move |db| {
@@ -723,7 +720,7 @@ async fn read_small_field(field: &mut actix_multipart::Field) -> ApiResult<Vec<u
     Ok(out)
 }
 
-fn parse_chunking(bytes: &[u8]) -> ApiResult<Chunking> {
+fn parse_chunking(bytes: &[u8]) -> ApiResult<ChunkSettings> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             Code::InvalidRequest,
@@ -765,14 +762,9 @@ impl StorageBudget {
 }
 
 async fn storage_budget(state: &AppState, tenant: &TenantCtx) -> ApiResult<StorageBudget> {
-    let usage = state.usage.clone();
-    let tenant_id = tenant.id().clone();
-    let own = tenant
-        .run(move |db| usage.tenant_limits(&tenant_id, db))
-        .await?
-        .quotas
-        .get(&Metric::StorageBytes)
-        .copied();
+    // The tenant's own storage_bytes quota (the licence has no monthly storage limit: its
+    // storage_gb is checked below, for the whole installation).
+    let own = crate::usage::gate::quota_of(state, tenant, Metric::StorageBytes).await?;
     let licence_gb = state
         .license
         .current()
@@ -827,7 +819,7 @@ pub async fn upload(
     };
     let limits = state.config.knowledge.clone();
     let mut budget = storage_budget(&state, &tenant).await?;
-    let created_by = principal(&tenant);
+    let created_by = crate::usage::gate::principal(&tenant);
     let actor = Actor::of(&tenant.caller, &client);
     let mut chunking = dataset.chunking;
     let mut job_id: Option<String> = None;
@@ -1099,12 +1091,8 @@ pub async fn preview(
                 })
             }
         };
-        let settings = ChunkSettings {
-            max_tokens: chunking.max_tokens,
-            overlap_tokens: chunking.overlap_tokens,
-        };
         let chunks =
-            crate::knowledge::chunk::chunk(&extracted.blocks, &settings, &ModelTokens(&model));
+            crate::knowledge::chunk::chunk(&extracted.blocks, &chunking, &ModelTokens(&model));
         let total_tokens = chunks.iter().map(|c| c.token_count).sum();
         Ok(Preview {
             title: extracted.title,
@@ -1255,8 +1243,20 @@ pub async fn search_datasets(
             })
             .await?
     };
-    let mut query_vectors = HashMap::new();
-    if request.mode.uses_vectors() {
+    // The keyword list does not need the query's embedding: it runs on the blocking pool meanwhile.
+    let knowledge = tenant.handle().knowledge().clone();
+    let terms = crate::knowledge::index::query_terms(&request.query);
+    let keyword = {
+        let knowledge = knowledge.clone();
+        let request = request.clone();
+        let terms = terms.clone();
+        run_blocking(move || search::keyword_candidates(&knowledge, &request, &terms))
+    };
+    let embedding = async {
+        let mut query_vectors = HashMap::new();
+        if !request.mode.uses_vectors() {
+            return Ok::<_, ApiError>(query_vectors);
+        }
         let mut by_model: HashMap<&str, Vec<&str>> = HashMap::new();
         for (dataset, model) in &models {
             by_model.entry(model).or_default().push(dataset);
@@ -1280,18 +1280,20 @@ pub async fn search_datasets(
                 query_vectors.insert(dataset.to_string(), vector.clone());
             }
         }
-    }
-    let knowledge = tenant.handle().knowledge().clone();
+        Ok(query_vectors)
+    };
+    let (keyword, query_vectors) = futures_util::future::join(keyword, embedding).await;
+    let (keyword, query_vectors) = (keyword?, query_vectors?);
     let mode = request.mode;
     let hits = tenant
         .run(move |db| {
             let conn = db.connection()?;
             let prepared = Prepared {
-                terms: crate::knowledge::index::query_terms(&request.query),
+                terms,
                 request: &request,
                 query_vectors,
             };
-            search::run(&conn, &knowledge, &prepared)
+            search::run(&conn, &knowledge, &prepared, keyword)
         })
         .await?;
     Ok(web::Json(SearchResponse {

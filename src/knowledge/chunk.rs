@@ -19,8 +19,11 @@
 use super::extract::text::is_cjk;
 use super::extract::{Block, BlockKind};
 
-/// How documents are cut into chunks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How documents are cut into chunks: a dataset's setting, fixed for each document when it is uploaded.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub struct ChunkSettings {
     /// Most tokens of one chunk (at least 1 is used).
     pub max_tokens: usize,

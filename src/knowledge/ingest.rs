@@ -681,19 +681,9 @@ async fn reserve_tokens(
     principal: &str,
     quantity: u64,
 ) -> Result<crate::usage::meter::Reservation, Failure> {
-    let usage = state.usage.clone();
-    let t = tenant.clone();
-    let own = blocking(move || {
-        usage
-            .tenant_limits(t.id(), t.db())
-            .map_err(KnowledgeError::from)
-    })
-    .await?;
-    let licence = state.license.current();
-    let quota = crate::usage::effective_quota(
-        own.quotas.get(&Metric::EmbeddingTokens).copied(),
-        Metric::EmbeddingTokens.licence_limit(&licence.evaluation.entitlements.limits),
-    );
+    let quota = crate::usage::gate::tenant_quota(state, tenant, Metric::EmbeddingTokens)
+        .await
+        .map_err(|e| Failure::Later(KnowledgeError::Io(format!("quota: {}", e.message))))?;
     match state
         .usage
         .meter

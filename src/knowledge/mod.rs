@@ -32,29 +32,12 @@ use serde::{Deserialize, Serialize};
 use crate::db::DbError;
 use crate::error::{Code, ErrorCode};
 
-/// Chunking settings of a dataset (and of each document, fixed when it was uploaded).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Chunking {
-    /// The most tokens of the embedding model's tokenizer in one segment.
-    pub max_tokens: usize,
-    /// Tokens repeated between consecutive pieces of one long passage.
-    pub overlap_tokens: usize,
-}
-
-impl Default for Chunking {
-    fn default() -> Self {
-        Chunking {
-            max_tokens: 200,
-            overlap_tokens: 32,
-        }
-    }
-}
+pub use chunk::ChunkSettings;
 
 /// The smallest `max_tokens` a dataset may use.
 pub const MIN_CHUNK_TOKENS: usize = 16;
 
-impl Chunking {
+impl ChunkSettings {
     /// Checks the settings against the embedding model's input limit (`model_max`, special tokens
     /// included).
     pub fn validate(&self, model_max: usize) -> Result<(), KnowledgeError> {
@@ -83,7 +66,7 @@ pub struct Dataset {
     pub name: String,
     pub description: String,
     pub embedding_model: String,
-    pub chunking: Chunking,
+    pub chunking: ChunkSettings,
     pub document_count: u64,
     pub ready_count: u64,
     pub segment_count: u64,

@@ -192,37 +192,52 @@ fn ready_rows(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64, R
     Ok(out)
 }
 
-/// Runs a prepared search (blocking: index, vectors and SQL).
+/// How many candidates each list contributes before fusion and filtering.
+pub fn candidates(request: &SearchRequest) -> usize {
+    match request.mode {
+        SearchMode::Hybrid => (request.top_k * 4).max(40),
+        _ => request.top_k * 2 + 10,
+    }
+}
+
+/// The keyword list (blocking: Tantivy). Independent of the query's embedding, so it runs while the
+/// query is being embedded.
+pub fn keyword_candidates(
+    knowledge: &TenantKnowledge,
+    request: &SearchRequest,
+    terms: &[String],
+) -> Result<Vec<(i64, f32)>, KnowledgeError> {
+    if !request.mode.uses_keywords() {
+        return Ok(Vec::new());
+    }
+    let index: std::sync::Arc<TenantIndex> = knowledge.index()?;
+    Ok(index
+        .search(
+            terms,
+            &request.dataset_ids,
+            request.document_ids.as_deref(),
+            candidates(request),
+        )?
+        .into_iter()
+        .map(|h| (h.segment_id, h.score))
+        .collect())
+}
+
+/// Finishes a search (blocking: vectors and SQL) given its keyword list.
 pub fn run(
     conn: &Connection,
     knowledge: &TenantKnowledge,
     prepared: &Prepared<'_>,
+    keyword: Vec<(i64, f32)>,
 ) -> Result<Vec<Hit>, KnowledgeError> {
     let request = prepared.request;
     let mode = request.mode;
-    let candidates = match mode {
-        SearchMode::Hybrid => (request.top_k * 4).max(40),
-        _ => request.top_k * 2 + 10,
-    };
+    let candidates = candidates(request);
     let documents: Option<HashSet<String>> = request
         .document_ids
         .as_ref()
         .map(|ids| ids.iter().cloned().collect());
-
-    let mut keyword: Vec<(i64, f32)> = Vec::new();
-    if mode.uses_keywords() {
-        let index: std::sync::Arc<TenantIndex> = knowledge.index()?;
-        keyword = index
-            .search(
-                &prepared.terms,
-                &request.dataset_ids,
-                request.document_ids.as_deref(),
-                candidates,
-            )?
-            .into_iter()
-            .map(|h| (h.segment_id, h.score))
-            .collect();
-    }
+    let mut keyword = keyword;
     let mut semantic: Vec<(i64, f32)> = Vec::new();
     if mode.uses_vectors() {
         for dataset_id in &request.dataset_ids {

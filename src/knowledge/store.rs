@@ -7,7 +7,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    Chunking, Dataset, Document, DocumentError, DocumentStatus, Job, KnowledgeError, Segment,
+    ChunkSettings, Dataset, Document, DocumentError, DocumentStatus, Job, KnowledgeError, Segment,
     PENDING_STATES_SQL,
 };
 
@@ -24,7 +24,7 @@ fn dataset_from(r: &Row<'_>) -> rusqlite::Result<Dataset> {
         name: r.get(1)?,
         description: r.get(2)?,
         embedding_model: r.get(3)?,
-        chunking: Chunking {
+        chunking: ChunkSettings {
             max_tokens: r.get::<_, i64>(4)? as usize,
             overlap_tokens: r.get::<_, i64>(5)? as usize,
         },
@@ -74,7 +74,7 @@ pub struct NewDataset<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub embedding_model: &'a str,
-    pub chunking: Chunking,
+    pub chunking: ChunkSettings,
     pub created_by: &'a str,
 }
 
@@ -105,7 +105,7 @@ pub fn update_dataset(
     id: &str,
     name: Option<&str>,
     description: Option<&str>,
-    chunking: Option<Chunking>,
+    chunking: Option<ChunkSettings>,
 ) -> Result<Dataset, KnowledgeError> {
     let current = get_dataset(conn, id)?;
     if let Some(name) = name {
@@ -226,7 +226,7 @@ pub struct NewDocument<'a> {
     pub mime_type: &'a str,
     pub size_bytes: u64,
     pub checksum: &'a str,
-    pub chunking: Chunking,
+    pub chunking: ChunkSettings,
     pub created_by: &'a str,
 }
 

@@ -34,9 +34,10 @@ impl MixedScriptTokenizer {
     }
 }
 
-/// Whether `c` belongs to a script written without spaces between words (Han, kana) or, for Hangul,
-/// one that is best searched by bigrams.
-pub fn is_cjk(c: char) -> bool {
+/// Whether `c` is a letter of a script searched by bigrams: Han and kana (written without spaces) and
+/// Hangul. Unlike `extract::text::is_cjk`, which decides where text may be joined or cut, this leaves
+/// CJK punctuation out (it separates tokens) and takes Hangul in.
+pub fn searched_by_bigrams(c: char) -> bool {
     matches!(c as u32,
         0x3400..=0x4DBF      // CJK extension A
         | 0x4E00..=0x9FFF    // CJK unified ideographs
@@ -56,10 +57,10 @@ pub fn tokenize(text: &str, mode: Mode, out: &mut Vec<Token>) {
     let mut position = 0usize;
     let mut chars = text.char_indices().peekable();
     while let Some(&(start, c)) = chars.peek() {
-        if is_cjk(c) {
+        if searched_by_bigrams(c) {
             let mut run: Vec<(usize, char)> = Vec::new();
             while let Some(&(at, c)) = chars.peek() {
-                if !is_cjk(c) {
+                if !searched_by_bigrams(c) {
                     break;
                 }
                 run.push((at, c));
@@ -69,7 +70,7 @@ pub fn tokenize(text: &str, mode: Mode, out: &mut Vec<Token>) {
         } else if c.is_alphanumeric() {
             let mut end = start;
             while let Some(&(at, c)) = chars.peek() {
-                if !c.is_alphanumeric() || is_cjk(c) {
+                if !c.is_alphanumeric() || searched_by_bigrams(c) {
                     break;
                 }
                 end = at + c.len_utf8();

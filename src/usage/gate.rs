@@ -10,6 +10,8 @@
 //! Browser sessions (people using the UI) are not rate limited or counted as API requests; the features
 //! they use meter their own metrics (tokens, messages, documents).
 
+use std::sync::Arc;
+
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::HttpResponse;
 
@@ -20,6 +22,7 @@ use crate::error::{ApiError, Code};
 use crate::identity::principal::Caller;
 use crate::state::AppState;
 use crate::tenancy::extract::TenantCtx;
+use crate::tenancy::TenantDb;
 
 /// A request let through: what to settle afterwards and the headers to add.
 pub struct Admission {
@@ -149,13 +152,22 @@ pub async fn quota_of(
     ctx: &TenantCtx,
     metric: Metric,
 ) -> Result<Option<u64>, ApiError> {
+    tenant_quota(state, ctx.handle(), metric).await
+}
+
+/// The effective monthly quota of `metric` in `tenant` (its own setting capped by the licence), for
+/// work that runs outside a request too (knowledge-base ingestion).
+pub async fn tenant_quota(
+    state: &AppState,
+    tenant: &Arc<TenantDb>,
+    metric: Metric,
+) -> Result<Option<u64>, ApiError> {
     let usage = state.usage.clone();
-    let tenant_id = ctx.id().clone();
-    let own = match usage.cached_limits(&tenant_id) {
+    let own = match usage.cached_limits(tenant.id()) {
         Some(own) => own,
         None => {
-            ctx.run(move |db| usage.tenant_limits(&tenant_id, db))
-                .await?
+            let tenant = tenant.clone();
+            crate::db::run_blocking(move || usage.tenant_limits(tenant.id(), tenant.db())).await?
         }
     };
     let licence = state.license.current();

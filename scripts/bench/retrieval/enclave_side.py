@@ -104,7 +104,15 @@ def wait_job(api, job_id, deadline_secs=600):
 
 def warmup(base, key, tenant):
     api = Api(base, key, tenant)
-    ds = api.request("POST", "/datasets", {"name": "warm-up"})
+    deadline = time.time() + 300
+    while True:  # creating a dataset answers 503 model_not_ready while the embedding model loads
+        try:
+            ds = api.request("POST", "/datasets", {"name": "warm-up"})
+            break
+        except RuntimeError as e:
+            if "model_not_ready" not in str(e) or time.time() > deadline:
+                raise
+            time.sleep(0.5)
     text = "# Warm-up\n\n" + " ".join(f"Sentence {i} loads the embedding model before the timed run." for i in range(40))
     boundary = uuid.uuid4().hex
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="warmup.md"\r\n'
