@@ -138,14 +138,7 @@ function ChunkPreview({ tenant, dataset, item, chunking, csrf, onClose }) {
           <strong>${answer.title || item.file.name}</strong> · ${typeName(answer.mime_type, item.file.name)} · ${formatBytes(answer.size_bytes)}${' · '}${formatNumber(answer.segments.length)} ${answer.segments.length === 1 ? 'segment' : 'segments'}, ${formatNumber(answer.total_tokens)} tokens in all.${' '}
           <span class="muted">Nothing is stored by a preview.</span></p>
         <ol class="kb-segments" data-testid="kb-preview-segments">${answer.segments.map((s) => html`
-          <li key=${s.position} class="kb-segment" data-position=${s.position}>
-            <div class="kb-segment-head small muted">
-              <span>#${s.position + 1}</span><span>${formatNumber(s.token_count)} tokens</span>
-              ${s.page !== null && s.page !== undefined ? html`<span>page ${s.page}</span>` : null}
-              <${HeadingPath} path=${s.heading_path} />
-            </div>
-            <div class="kb-segment-text">${s.text}</div>
-          </li>`)}
+          <${SegmentItem} key=${s.position} segment=${s} />`)}
         </ol>`}
     </section>`;
 }
@@ -549,6 +542,19 @@ function Settings({ tenant, dataset, onSaved }) {
 // The pages.
 
 /** /tenants/{t}/knowledge/{dataset}: documents and upload, settings. */
+/** One segment as the preview and the segments page show it: position, tokens, page, heading path, text. */
+function SegmentItem({ segment: s }) {
+  return html`
+    <li class="kb-segment" data-position=${s.position}>
+      <div class="kb-segment-head small muted">
+        <span>#${s.position + 1}</span><span>${formatNumber(s.token_count)} tokens</span>
+        ${s.page !== null && s.page !== undefined ? html`<span>page ${s.page}</span>` : null}
+        <${HeadingPath} path=${s.heading_path} />
+      </div>
+      <div class="kb-segment-text">${s.text}</div>
+    </li>`;
+}
+
 export function DatasetPage({ tenant, dataset: id }) {
   const { info } = useSession();
   const [dataset, setDataset] = useState(null);
@@ -623,14 +629,7 @@ export function SegmentsPage({ tenant, dataset: datasetId, doc: docId }) {
     ${segments && segments.segments.length > 0 && html`
       <h2>Segments <span class="muted small">(${formatNumber(segments.total)})</span></h2>
       <ol class="kb-segments" data-testid="kb-segments">${segments.segments.map((s) => html`
-        <li key=${s.id} class="kb-segment" data-position=${s.position}>
-          <div class="kb-segment-head small muted">
-            <span>#${s.position + 1}</span><span>${formatNumber(s.token_count)} tokens</span>
-            ${s.page !== null && s.page !== undefined ? html`<span>page ${s.page}</span>` : null}
-            <${HeadingPath} path=${s.heading_path} />
-          </div>
-          <div class="kb-segment-text">${s.text}</div>
-        </li>`)}
+        <${SegmentItem} key=${s.id} segment=${s} />`)}
       </ol>
       <${Pager} offset=${offset} limit=${SEGMENT_PAGE} total=${segments.total} onChange=${setOffset} what="segments" />`}`;
 }

@@ -18,7 +18,7 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
 use tantivy::tokenizer::{Language, RemoveLongFilter, Stemmer, TextAnalyzer, TokenStream};
-use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, Term};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use super::tokenizer::{MixedScriptTokenizer, Mode};
 use super::KnowledgeError;
@@ -111,6 +111,20 @@ struct Fields {
     title: Field,
     headings: Field,
     text: Field,
+}
+
+impl Fields {
+    /// The Tantivy document of a segment.
+    fn document(&self, s: &IndexedSegment<'_>) -> TantivyDocument {
+        doc!(
+            self.segment_id => s.segment_id as u64,
+            self.dataset_id => s.dataset_id,
+            self.document_id => s.document_id,
+            self.title => s.title,
+            self.headings => s.headings,
+            self.text => s.text,
+        )
+    }
 }
 
 fn schema() -> (Schema, Fields) {
@@ -222,14 +236,7 @@ impl TenantIndex {
         self.with_writer(|writer, f| {
             writer.delete_term(Term::from_field_text(f.document_id, document_id));
             for s in segments {
-                writer.add_document(doc!(
-                    f.segment_id => s.segment_id as u64,
-                    f.dataset_id => s.dataset_id,
-                    f.document_id => s.document_id,
-                    f.title => s.title,
-                    f.headings => s.headings,
-                    f.text => s.text,
-                ))?;
+                writer.add_document(f.document(s))?;
             }
             writer.commit()?;
             Ok(())
@@ -265,14 +272,7 @@ impl TenantIndex {
             writer.delete_all_documents()?;
             let mut added = 0u64;
             let mut add = |s: IndexedSegment<'_>| -> Result<(), KnowledgeError> {
-                writer.add_document(doc!(
-                    f.segment_id => s.segment_id as u64,
-                    f.dataset_id => s.dataset_id,
-                    f.document_id => s.document_id,
-                    f.title => s.title,
-                    f.headings => s.headings,
-                    f.text => s.text,
-                ))?;
+                writer.add_document(f.document(&s))?;
                 added += 1;
                 Ok(())
             };
