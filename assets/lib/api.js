@@ -26,7 +26,9 @@ export function whenSignedOut(callback) {
 async function call(method, path, body, asText = false, extraHeaders = {}) {
   const init = { method, headers: { Accept: asText ? 'text/plain, application/json' : 'application/json', ...extraHeaders }, credentials: 'same-origin' };
   if (method !== 'GET' && csrfToken) init.headers['X-CSRF-Token'] = csrfToken;
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body; // multipart: the browser sets the Content-Type with its boundary
+  } else if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
@@ -114,6 +116,8 @@ export const api = {
   // A text answer (a file to save, such as the signed usage report); errors are the usual JSON.
   getText: (path) => call('GET', path, undefined, true),
   post: (path, body) => call('POST', path, body),
+  // A multipart form (uploads, chunk previews); the answer is JSON.
+  postForm: (path, form) => call('POST', path, form),
   // With extra headers (the playground names its tenant in Enclave-Tenant).
   postWith: (path, body, headers) => call('POST', path, body, false, headers),
   patch: (path, body) => call('PATCH', path, body),

@@ -1,11 +1,10 @@
-// Knowledge bases: pieces the list, the dataset page and the retrieval test share — the API paths, the
-// multipart client (uploads and chunk previews), document statuses, the caller's role in a tenant,
+// Knowledge bases: pieces the list, the dataset page and the retrieval test share — the API paths,
+// document statuses, the caller's role in a tenant,
 // the chunking fields and the heading-path breadcrumbs.
 import { html, useState } from '../vendor/htm-preact-3.1.1.js';
-import { ApiError, api } from '../lib/api.js';
+import { api } from '../lib/api.js';
 import { ErrorBanner } from '../lib/ui.js';
 import { Link } from '../lib/router.js';
-import { loadSession } from '../lib/session.js';
 
 export const ROLES = ['viewer', 'editor', 'admin', 'owner'];
 
@@ -90,38 +89,6 @@ export const DEFAULT_CHUNKING = { max_tokens: '200', overlap_tokens: '32' };
 export const chunkingForm = (c) => (c ? { max_tokens: String(c.max_tokens), overlap_tokens: String(c.overlap_tokens) } : { ...DEFAULT_CHUNKING });
 /** The API's chunking object from the form's text (the server checks the values and says what is wrong). */
 export const chunkingBody = (f) => ({ max_tokens: Number(f.max_tokens), overlap_tokens: Number(f.overlap_tokens) });
-
-/**
- * POSTs multipart form data (uploads, chunk previews) with the session's CSRF token, as lib/api.js does
- * for JSON changes; the answer is JSON, errors become ApiErrors the way lib/api.js makes them.
- */
-export async function postForm(path, form, csrfToken) {
-  const headers = { Accept: 'application/json' };
-  if (csrfToken) headers['X-CSRF-Token'] = csrfToken;
-  let response;
-  try {
-    response = await fetch(path, { method: 'POST', headers, credentials: 'same-origin', body: form });
-  } catch (e) {
-    throw new ApiError(0, 'network_error', 'The server cannot be reached. Is Enclave running?', null);
-  }
-  const text = await response.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch (e) {
-    data = null;
-  }
-  if (response.ok) return data;
-  const err = data && data.error;
-  // A lost session: reload it, which shows the sign-in page.
-  if (response.status === 401) loadSession();
-  throw new ApiError(
-    response.status,
-    err ? err.code : 'http_' + response.status,
-    err ? err.message : 'The server answered ' + response.status + ' ' + response.statusText,
-    (err && err.request_id) || response.headers.get('X-Request-Id'),
-  );
-}
 
 /** A MIME type as a short type name for tables. */
 export function typeName(mime, filename) {

@@ -9,7 +9,7 @@ import { useSession } from '../lib/session.js';
 import { ErrorBanner, Loading, formatBytes, formatNumber, formatTime } from '../lib/ui.js';
 import {
   ChunkingFields, Crumbs, DeleteDataset, HeadingPath, ProgressBar, STATUS, StatusBadge, canEdit, chunkingBody, chunkingForm, datasetApi, datasetPath,
-  documentApi, documentPath, isRunning, kbApi, kbPath, postForm, retrievalPath, roleIn, typeName,
+  documentApi, documentPath, isRunning, kbApi, kbPath, retrievalPath, roleIn, typeName,
 } from './knowledge-common.js';
 
 const PAGE_SIZE = 50;
@@ -108,7 +108,7 @@ function batches(items) {
 // ---------------------------------------------------------------------------------------------------
 // Chunk preview of one selected file.
 
-function ChunkPreview({ tenant, dataset, item, chunking, csrf, onClose }) {
+function ChunkPreview({ tenant, dataset, item, chunking, onClose }) {
   const [answer, setAnswer] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
@@ -118,7 +118,7 @@ function ChunkPreview({ tenant, dataset, item, chunking, csrf, onClose }) {
     const form = new FormData();
     form.append('file', item.file, item.file.name);
     if (chunking) form.append('chunking', JSON.stringify(chunking));
-    postForm(`${datasetApi(tenant, dataset.id)}/preview`, form, csrf).then(
+    api.postForm(`${datasetApi(tenant, dataset.id)}/preview`, form).then(
       (r) => { if (!stale) setAnswer(r); },
       (e) => { if (!stale) setError(e); },
     );
@@ -201,7 +201,7 @@ function JobProgress({ tenant, job: first, onFinished }) {
 // ---------------------------------------------------------------------------------------------------
 // Upload: the drop zone, the pickers, the list of files chosen, the results.
 
-function Upload({ tenant, dataset, csrf, onUploaded, onJobFinished }) {
+function Upload({ tenant, dataset, onUploaded, onJobFinished }) {
   const [items, setItems] = useState([]);
   const [skipped, setSkipped] = useState(0);
   const [dragging, setDragging] = useState(false);
@@ -270,7 +270,7 @@ function Upload({ tenant, dataset, csrf, onUploaded, onJobFinished }) {
         const form = new FormData();
         for (const item of batch) form.append('files', item.file, item.file.name);
         if (override) form.append('chunking', JSON.stringify(override));
-        const answer = await postForm(`${datasetApi(tenant, dataset.id)}/documents`, form, csrf);
+        const answer = await api.postForm(`${datasetApi(tenant, dataset.id)}/documents`, form);
         batch.forEach((item) => sent.add(item));
         answer.results.forEach((r, i) => all.push({ ...r, path: batch[i] && batch[i].file.name === r.filename ? batch[i].path : r.filename }));
         if (answer.job) started.push(answer.job);
@@ -337,7 +337,7 @@ function Upload({ tenant, dataset, csrf, onUploaded, onJobFinished }) {
           <button type="button" onClick=${upload} disabled=${busy}>${busy ? 'Uploading…' : `Upload ${items.length} ${items.length === 1 ? 'file' : 'files'}`}</button>
           <button type="button" class="secondary" onClick=${clear} disabled=${busy}>Clear</button>
         </div>`}
-      ${preview && html`<${ChunkPreview} tenant=${tenant} dataset=${dataset} item=${preview} chunking=${override} csrf=${csrf} onClose=${() => setPreview(null)} />`}
+      ${preview && html`<${ChunkPreview} tenant=${tenant} dataset=${dataset} item=${preview} chunking=${override} onClose=${() => setPreview(null)} />`}
       <${ErrorBanner} error=${error} />
       ${results && html`
         <div class=${'banner ' + (refused.length ? 'banner-warn' : 'banner-ok')} role="status" data-testid="kb-upload-summary">
@@ -567,7 +567,6 @@ export function DatasetPage({ tenant, dataset: id }) {
   if (error && !dataset) return html`${trail('Knowledge base')}<h1>Knowledge base</h1><${ErrorBanner} error=${error} />`;
   if (!dataset) return html`${trail('Knowledge base')}<h1>Knowledge base</h1><${Loading} what="the knowledge base" />`;
   const editable = canEdit(roleIn(info, tenant));
-  const csrf = info ? info.csrf_token : null;
   const tabs = [['documents', 'Documents'], ...(editable ? [['settings', 'Settings']] : [])];
   // After an upload: the documents list looks again (and keeps looking while they run) and the counts update.
   const changed = () => { setVersion((v) => v + 1); load(); };
@@ -589,7 +588,7 @@ export function DatasetPage({ tenant, dataset: id }) {
     </div>
     <section role="tabpanel" class="kb-panel">
       ${tab === 'documents' && html`
-        ${editable && html`<${Upload} tenant=${tenant} dataset=${dataset} csrf=${csrf} onUploaded=${changed} onJobFinished=${changed} />`}
+        ${editable && html`<${Upload} tenant=${tenant} dataset=${dataset} onUploaded=${changed} onJobFinished=${changed} />`}
         <${Documents} tenant=${tenant} dataset=${dataset} editable=${editable} version=${version} onSettled=${load} />`}
       ${tab === 'settings' && html`<${Settings} tenant=${tenant} dataset=${dataset} onSaved=${setDataset} />`}
     </section>`;

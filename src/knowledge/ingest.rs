@@ -616,14 +616,7 @@ fn index_and_publish(tenant: &TenantDb, id: &str, title: &str) -> Result<bool, K
                 "UPDATE datasets SET ready_version = ready_version + 1 WHERE id = ?1",
                 [&dataset_id],
             )?;
-            let job: Option<String> = tx.query_row(
-                "SELECT job_id FROM documents WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )?;
-            if let Some(job) = job {
-                store::finish_job_if_done(tx, &job)?;
-            }
+            store::finish_job_of_document(tx, id)?;
         }
         Ok::<_, KnowledgeError>(n == 1)
     })?;
@@ -661,14 +654,7 @@ fn mark_failed(
         )?;
         if n == 1 {
             tx.execute("DELETE FROM segments WHERE document_id = ?1", [id])?;
-            let job: Option<String> = tx.query_row(
-                "SELECT job_id FROM documents WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )?;
-            if let Some(job) = job {
-                store::finish_job_if_done(tx, &job)?;
-            }
+            store::finish_job_of_document(tx, id)?;
         }
         Ok(())
     })

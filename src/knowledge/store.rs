@@ -362,6 +362,20 @@ pub fn finish_job_if_done(conn: &Connection, job_id: &str) -> rusqlite::Result<(
     Ok(())
 }
 
+/// Records when the job of document `id` finished, if this was its last unfinished document.
+pub fn finish_job_of_document(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    let job: Option<String> = conn
+        .query_row("SELECT job_id FROM documents WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    match job {
+        Some(job) => finish_job_if_done(conn, &job),
+        None => Ok(()),
+    }
+}
+
 /// A page of a document's segments and their total.
 pub fn list_segments(
     conn: &Connection,
