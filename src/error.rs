@@ -164,6 +164,24 @@ error_codes! {
     DocumentStateConflict = (CONFLICT, "document_state_conflict"),
     /// The document cannot be read (`details.document_error`: empty_document, corrupt_document, ...).
     DocumentUnreadable = (UNPROCESSABLE_ENTITY, "document_unreadable"),
+    /// No chat app with this id in this tenant (or not one the caller may use).
+    AppNotFound = (NOT_FOUND, "app_not_found"),
+    /// A chat app with this name already exists in this tenant.
+    AppExists = (CONFLICT, "app_exists"),
+    /// The chat app is not published: only editors can use it (in debug mode).
+    AppNotPublished = (FORBIDDEN, "app_not_published"),
+    /// A prompt template uses a variable the app does not define.
+    InvalidTemplate = (BAD_REQUEST, "invalid_template"),
+    /// No conversation with this id for this app and end user.
+    ConversationNotFound = (NOT_FOUND, "conversation_not_found"),
+    /// No message with this id in this app.
+    MessageNotFound = (NOT_FOUND, "message_not_found"),
+    /// No annotation with this id in this app.
+    AnnotationNotFound = (NOT_FOUND, "annotation_not_found"),
+    /// No end user with this id has used this app.
+    EndUserNotFound = (NOT_FOUND, "end_user_not_found"),
+    /// No prompt version with this number for this app.
+    PromptVersionNotFound = (NOT_FOUND, "prompt_version_not_found"),
     /// The server is starting or shutting down.
     NotReady = (SERVICE_UNAVAILABLE, "not_ready"),
     /// The database is busy or unavailable; retry shortly.
@@ -191,6 +209,10 @@ pub trait ErrorCode: std::fmt::Display {
     }
     /// Machine-readable facts about the error (`error.details`), e.g. which limit was reached.
     fn details(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// The request field at fault (`error.param`), when there is one.
+    fn param(&self) -> Option<String> {
         None
     }
 }
@@ -262,6 +284,9 @@ impl<E: ErrorCode> From<E> for ApiError {
             api.internal = Some(e.to_string());
         }
         api.details = e.details();
+        if let Some(param) = e.param() {
+            api = api.with_param(&param);
+        }
         api.retry_after = e
             .retry_after()
             .or_else(|| (code.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1));

@@ -18,6 +18,7 @@ compile_error!(
 );
 
 pub mod app;
+pub mod apps;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -125,6 +125,7 @@ fn configure_connection(conn: &Connection, busy_timeout: Duration) -> rusqlite::
     conn.execute_batch(
         "PRAGMA foreign_keys = ON;
          PRAGMA synchronous = FULL;
+         PRAGMA secure_delete = ON;
          PRAGMA journal_size_limit = 67108864;",
     )
 }

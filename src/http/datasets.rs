@@ -1223,6 +1223,22 @@ pub async fn search_datasets(
     tenant.require_datasets(Action::Read)?;
     let started = std::time::Instant::now();
     let request = body.into_inner();
+    let mode = request.mode;
+    let hits = retrieve(&state, &tenant, request).await?;
+    Ok(web::Json(SearchResponse {
+        mode,
+        took_ms: started.elapsed().as_millis() as u64,
+        hits,
+    }))
+}
+
+/// Runs a search of the tenant's knowledge bases (the search API and chat apps): validates it, embeds
+/// the query with each dataset's model while the keyword list is collected, and fuses the lists.
+pub async fn retrieve(
+    state: &AppState,
+    tenant: &TenantCtx,
+    request: SearchRequest,
+) -> ApiResult<Vec<Hit>> {
     request.validate()?;
     let mut request = request;
     let mut seen = HashSet::new();
@@ -1284,8 +1300,7 @@ pub async fn search_datasets(
     };
     let (keyword, query_vectors) = futures_util::future::join(keyword, embedding).await;
     let (keyword, query_vectors) = (keyword?, query_vectors?);
-    let mode = request.mode;
-    let hits = tenant
+    tenant
         .run(move |db| {
             let conn = db.connection()?;
             let prepared = Prepared {
@@ -1295,10 +1310,5 @@ pub async fn search_datasets(
             };
             search::run(&conn, &knowledge, &prepared, keyword)
         })
-        .await?;
-    Ok(web::Json(SearchResponse {
-        mode,
-        took_ms: started.elapsed().as_millis() as u64,
-        hits,
-    }))
+        .await
 }

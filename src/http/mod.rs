@@ -6,6 +6,7 @@
 
 pub mod admin_tenants;
 pub mod api_keys;
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod datasets;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(invitations::configure_tenant_scope)
             .configure(usage::configure_tenant_scope)
             .configure(datasets::configure_tenant_scope)
+            .configure(apps::configure_tenant_scope)
             .default_service(web::to(|req: HttpRequest| async move {
                 Err::<actix_web::HttpResponse, _>(route_not_found(&req))
             })),

@@ -44,20 +44,36 @@ fn invalid(param: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(Code::InvalidRequest, message).with_param(param)
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     crate::time_util::now_utc().unix_timestamp()
 }
 
-fn completion_id(prefix: &str) -> String {
+pub(crate) fn completion_id(prefix: &str) -> String {
     format!(
         "{prefix}-{}",
         hex::encode(crate::tenancy::random_bytes::<12>())
     )
 }
 
-/// Checks that the caller may run inference in this tenant.
+/// Refuses keys without the `inference` scope (app keys reach `/v1` only to call their app).
+fn require_inference_scope(ctx: &TenantCtx) -> ApiResult<()> {
+    if let crate::identity::principal::Caller::Key(key) = &ctx.caller {
+        if !key.can_infer() {
+            return Err(crate::identity::IdentityError::NoInferenceScope.into());
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the caller may run inference in this tenant. An app key (scope `app:{id}`) gets here
+/// only through its app, whose handler checked it (`http::apps::reach`); the `/v1` model routes refuse
+/// it first ([`require_inference_scope`]).
 fn admit(ctx: &TenantCtx) -> ApiResult<()> {
-    ctx.require(Action::Read)?;
+    let app_key = matches!(&ctx.caller, crate::identity::principal::Caller::Key(key)
+        if key.has_app_scope() && !key.can_infer() && !key.has_general_scope());
+    if !app_key {
+        ctx.require(Action::Read)?;
+    }
     ctx.ensure_writable()?;
     Ok(())
 }
@@ -87,7 +103,23 @@ pub struct ModelList {
 /// The installed models and their state (`loading`, `ready`, `failed`).
 #[utoipa::path(get, path = "/v1/models", tag = "inference", responses(
     (status = 200, description = "installed models", body = ModelList)))]
-pub async fn models(state: web::Data<AppState>, ctx: TenantCtx) -> ApiResult<web::Json<ModelList>> {
+pub async fn models(state: web::Data<AppState>, ctx: TenantCtx) -> ApiResult<HttpResponse> {
+    if let crate::identity::principal::Caller::Key(key) = &ctx.caller {
+        if !key.can_infer() && key.has_app_scope() {
+            // An app key sees the apps it may call, as models named `app:{id}`.
+            let created = unix_now();
+            let data: Vec<serde_json::Value> = super::apps::chat::callable_apps(&ctx)
+                .await?
+                .into_iter()
+                .map(|app| {
+                    json!({"id": format!("app:{}", app.id), "object": "model", "created": created,
+                    "owned_by": "enclave", "name": app.name, "kind": "app"})
+                })
+                .collect();
+            return Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})));
+        }
+    }
+    require_inference_scope(&ctx)?;
     admit(&ctx)?;
     let created = unix_now();
     let data = state
@@ -109,7 +141,7 @@ pub async fn models(state: web::Data<AppState>, ctx: TenantCtx) -> ApiResult<web
             details,
         })
         .collect();
-    Ok(web::Json(ModelList {
+    Ok(HttpResponse::Ok().json(ModelList {
         object: "list",
         data,
     }))
@@ -188,9 +220,13 @@ pub struct Sampling {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ChatCompletionRequest {
+    /// A model, or `app:{id}` to ask a chat app (docs/apps.md).
     #[serde(default)]
     pub model: Option<String>,
     pub messages: Vec<RequestMessage>,
+    /// The end user (stored with an app's conversations; otherwise unused).
+    #[serde(default)]
+    pub user: Option<String>,
     #[serde(flatten)]
     pub sampling: Sampling,
 }
@@ -282,7 +318,7 @@ fn sampling_params(s: &Sampling, default_max: u64, limit: usize) -> ApiResult<Sa
 /// matches special-token text (`<|im_end|>`, `<|eot_id|>`, …) wherever it appears in the rendered
 /// prompt, so a message could otherwise end its turn and forge another role's. A zero-width space
 /// after every `<` that starts `<|` keeps the text readable and the model's control tokens out of it.
-fn neutralize_special_tokens(content: &str) -> String {
+pub(crate) fn neutralize_special_tokens(content: &str) -> String {
     content.replace("<|", "<\u{200B}|")
 }
 
@@ -360,18 +396,18 @@ mod tests {
 
 /// Token reservations of one generation; committed with the actual counts, or (when the client left
 /// mid-stream) with what was generated until then.
-struct Metering {
+pub(crate) struct Metering {
     state: web::Data<AppState>,
     ctx: TenantCtx,
     tokens_in: Option<Reservation>,
     tokens_out: Option<Reservation>,
-    prompt_tokens: u64,
+    pub(crate) prompt_tokens: u64,
     /// Pieces of text streamed so far: the count used if the client leaves before the end.
-    streamed: u64,
+    pub(crate) streamed: u64,
 }
 
 impl Metering {
-    async fn commit(&mut self, completion_tokens: u64) -> ApiResult<()> {
+    pub(crate) async fn commit(&mut self, completion_tokens: u64) -> ApiResult<()> {
         if let Some(r) = self.tokens_in.take() {
             r.commit(self.prompt_tokens).await?;
         }
@@ -403,14 +439,14 @@ impl Drop for Metering {
 }
 
 /// A generation queued with its metering.
-struct Started {
-    stream: ChatStream,
-    metering: Metering,
-    model: String,
+pub(crate) struct Started {
+    pub(crate) stream: ChatStream,
+    pub(crate) metering: Metering,
+    pub(crate) model: String,
 }
 
 /// Tokenises, checks the context window and the quotas, and queues the generation.
-async fn start_generation(
+pub(crate) async fn start_generation(
     state: web::Data<AppState>,
     ctx: TenantCtx,
     model_name: Option<String>,
@@ -475,14 +511,14 @@ async fn start_generation(
     })
 }
 
-fn finish_reason(reason: FinishReason) -> &'static str {
+pub(crate) fn finish_reason(reason: FinishReason) -> &'static str {
     match reason {
         FinishReason::Stop => "stop",
         FinishReason::Length | FinishReason::Cancelled => "length",
     }
 }
 
-fn usage_json(generation: &Generation) -> serde_json::Value {
+pub(crate) fn usage_json(generation: &Generation) -> serde_json::Value {
     json!({
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": generation.completion_tokens,
@@ -553,7 +589,7 @@ struct Streaming {
     done: bool,
 }
 
-fn sse(value: &serde_json::Value) -> web::Bytes {
+pub(crate) fn sse(value: &serde_json::Value) -> web::Bytes {
     web::Bytes::from(format!("data: {value}\n\n"))
 }
 
@@ -631,7 +667,7 @@ impl Streaming {
     }
 }
 
-fn error_event(e: &ApiError) -> serde_json::Value {
+pub(crate) fn error_event(e: &ApiError) -> serde_json::Value {
     json!({"error": {"message": e.message, "type": "server_error", "param": null, "code": e.code.name()}})
 }
 
@@ -660,7 +696,7 @@ fn answer_streamed(started: Started, shape: Shape, include_usage: bool) -> HttpR
 }
 
 /// A `text/event-stream` response of `body`.
-fn event_stream_response(
+pub(crate) fn event_stream_response(
     body: impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> + 'static,
 ) -> HttpResponse {
     HttpResponse::Ok()
@@ -713,6 +749,25 @@ pub async fn chat_completions(
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let request: ChatCompletionRequest = typed(&body)?;
+    if let Some(app_id) = request
+        .model
+        .as_deref()
+        .and_then(|m| m.strip_prefix("app:"))
+    {
+        let messages = chat_messages(&request.messages)?;
+        let (stream, include_usage) = wants_stream(&request.sampling);
+        return super::apps::chat::openai_chat(
+            state,
+            ctx,
+            app_id,
+            messages,
+            request.user.clone(),
+            stream,
+            include_usage,
+        )
+        .await;
+    }
+    require_inference_scope(&ctx)?;
     if let Some(route) = remote_route(&state, &body) {
         chat_messages(&request.messages)?;
         return remote::complete(state, ctx, route?, "/chat/completions", body).await;
@@ -745,6 +800,7 @@ pub async fn completions(
     body: web::Json<serde_json::Value>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
+    require_inference_scope(&ctx)?;
     let request: CompletionRequest = typed(&body)?;
     if let Some(route) = remote_route(&state, &body) {
         return remote::complete(state, ctx, route?, "/completions", body).await;
@@ -814,6 +870,7 @@ pub async fn embeddings(
     ctx: TenantCtx,
     body: web::Json<serde_json::Value>,
 ) -> ApiResult<HttpResponse> {
+    require_inference_scope(&ctx)?;
     admit(&ctx)?;
     let body = body.into_inner();
     let request: EmbeddingRequest = typed(&body)?;

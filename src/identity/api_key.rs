@@ -7,8 +7,9 @@
 //!   the role its widest scope maps to (read → viewer, write → editor, admin → admin), so the one
 //!   permission matrix (`Role::allows`) governs keys and people alike. `inference` opens the
 //!   OpenAI-compatible `/v1` API and nothing else; `datasets:read` and `datasets:write` open the
-//!   knowledge-base routes and nothing else; the other scopes open the tenant's REST API. Keys
-//!   never reach system-administration routes.
+//!   knowledge-base routes and nothing else; `app:{app id}` (an app key) opens one chat app's chat,
+//!   conversations and feedback and the OpenAI-compatible route with `model: "app:{id}"`; the other
+//!   scopes open the tenant's REST API. Keys never reach system-administration routes.
 //! - `last_used_at` is written at most once a minute per key, not on every request.
 //! - Rotation issues a new key with the same name and scopes and lets the old one keep working until the
 //!   end of an overlap window (default 24 hours), after which it expires.
@@ -136,6 +137,11 @@ impl KeyPrincipal {
         self.scopes.iter().any(|s| s != "inference")
     }
 
+    /// Whether the key is an app key (holds an `app:{id}` scope).
+    pub fn has_app_scope(&self) -> bool {
+        self.scopes.iter().any(|s| s.starts_with("app:"))
+    }
+
     /// Whether the key holds `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
@@ -169,12 +175,22 @@ fn secret_hash(secret: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, secret.as_bytes()))
 }
 
+/// Whether `scope` is an app key's scope: `app:` and an app id (1–64 of `[0-9a-z]`).
+fn is_app_scope(scope: &str) -> bool {
+    scope.strip_prefix("app:").is_some_and(|id| {
+        (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    })
+}
+
 /// Parses and checks a scope list.
 pub fn parse_scopes(scopes: &[String]) -> Result<Vec<String>, IdentityError> {
     let mut out: Vec<String> = Vec::new();
     for scope in scopes {
         let scope = scope.trim().to_lowercase();
-        if !SCOPES.contains(&scope.as_str()) {
+        if !SCOPES.contains(&scope.as_str()) && !is_app_scope(&scope) {
             return Err(IdentityError::InvalidScope(scope));
         }
         if !out.contains(&scope) {
@@ -446,6 +462,12 @@ mod tests {
         assert_eq!(key(&["read", "write"]).role(), Role::Editor);
         assert_eq!(key(&["admin"]).role(), Role::Admin);
         assert!(parse_scopes(&["read".into(), "root".into()]).is_err());
+        assert_eq!(
+            parse_scopes(&["app:5f0c1d".into()]).expect("an app scope"),
+            vec!["app:5f0c1d".to_string()]
+        );
+        assert!(parse_scopes(&["app:".into()]).is_err());
+        assert!(parse_scopes(&["app:../x".into()]).is_err());
         assert!(parse_scopes(&[]).is_err());
         assert_eq!(
             parse_scopes(&["Write".into(), "write".into()]).expect("ok"),

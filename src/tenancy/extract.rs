@@ -198,7 +198,8 @@ impl TenantCtx {
                 }
                 (Some(raw), Caller::User(_)) => raw.clone(),
                 (None, Caller::Key(key)) => {
-                    if !key.can_infer() {
+                    // App keys reach `/v1` for their app only (checked by the handler).
+                    if !key.can_infer() && !key.has_app_scope() {
                         return Err(IdentityError::NoInferenceScope.into());
                     }
                     key.tenant_id.clone()

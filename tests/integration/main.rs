@@ -5,6 +5,7 @@ mod common;
 
 mod active_directory;
 mod api_keys;
+mod apps;
 mod audit;
 mod auth;
 mod cli;
