@@ -164,11 +164,19 @@ fn audit_event<'a>(
 async fn check_config(state: &AppState, ctx: &TenantCtx, config: &AppConfig) -> ApiResult<()> {
     config.validate(state.inference.config().max_tokens_limit)?;
     if let Some(model) = config.model.as_deref() {
-        let local = state.inference.local_names();
-        if !local.iter().any(|n| n == model) {
+        let local_chat = state
+            .inference
+            .models()
+            .iter()
+            .any(|m| m.name == model && m.kind == crate::models::manifest::ModelKind::Chat);
+        let remote = state
+            .inference
+            .route(Some(model), &state.config.storage.data_dir)
+            .is_some();
+        if !remote && !local_chat {
             return Err(ApiError::new(
                 Code::InvalidRequest,
-                format!("model {model:?} is not an installed chat model (GET /v1/models lists them); leave it null for the default"),
+                format!("model {model:?} is neither an installed chat model nor one of a configured provider (GET /v1/models lists them); leave it null for the default"),
             )
             .with_param("config.model"));
         }

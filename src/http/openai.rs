@@ -30,7 +30,7 @@ use crate::usage::gate;
 use crate::usage::meter::Reservation;
 use crate::usage::Metric;
 
-mod remote;
+pub(crate) mod remote;
 
 /// Mounts `/v1` (inside the tenant middleware; see [`super::configure`]).
 pub fn configure_scope(cfg: &mut web::ServiceConfig) {

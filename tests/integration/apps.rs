@@ -208,6 +208,24 @@ fn an_app_answers_from_its_documents_with_citations_through_every_api() {
         "the passage is in the prompt: {prompt}"
     );
     assert!(prompt.contains(QUESTION), "{prompt}");
+    // A follow-up in the same conversation carries the earlier turn as history.
+    let follow = server.post_json(
+        &chat_path("eng", &app_id),
+        &json!({"query": "When does it open?", "debug": true, "conversation_id": debug["conversation_id"]}),
+    );
+    assert_eq!(follow.status, 200, "{}", follow.body);
+    let follow_prompt = follow.json()["prompt"]
+        .as_str()
+        .expect("prompt")
+        .to_string();
+    let earlier: String = debug["answer"]
+        .as_str()
+        .expect("answer")
+        .chars()
+        .take(12)
+        .collect();
+    assert!(follow_prompt.contains(QUESTION), "history: {follow_prompt}");
+    assert!(follow_prompt.contains(&earlier), "history: {follow_prompt}");
 
     publish(&server, "eng", &app_id);
     let reply = server.post_json(
@@ -485,8 +503,8 @@ fn an_app_answers_from_its_documents_with_citations_through_every_api() {
         "{annotations}"
     );
 
-    // Every answer counted one message (the debug answer too).
-    assert_eq!(used(&server, "eng", "messages"), 6);
+    // Every answer counted one message (the debug answers too).
+    assert_eq!(used(&server, "eng", "messages"), 7);
 
     // Export and import: into the other tenant (no such knowledge base there) and back here.
     let exported = server.get(&format!("/api/v1/tenants/eng/apps/{app_id}/export"));
@@ -859,5 +877,78 @@ fn quotas_hold_mid_conversation_a_leaving_client_is_billed_for_what_it_got_and_e
         messages.json()["messages"].as_array().map(Vec::len),
         Some(2),
         "nothing half-stored"
+    );
+}
+
+#[test]
+fn an_app_can_answer_with_a_model_of_an_external_provider() {
+    // The provider is another Enclave with the real chat model; the front has no models of its own.
+    let upstream = apps_server();
+    let (_, upstream_key) = upstream.create_key("eng", &["inference"]);
+    let front = Server::start();
+    assert_eq!(front.create_tenant("eng").status, 201);
+    let reply = front.post_json(
+        "/api/v1/providers",
+        &json!({"name": "gpu-box", "base_url": upstream.url("/v1"), "api_key": upstream_key,
+                "models": [{"name": "remote-smol", "upstream": "SmolLM2-135M-Instruct", "kind": "chat"}]}),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let unknown = front.post_json(
+        "/api/v1/tenants/eng/apps",
+        &json!({"name": "Nope", "config": {"model": "no-such-model"}}),
+    );
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    assert_eq!(unknown.json()["error"]["param"], "config.model");
+    let reply = front.post_json(
+        "/api/v1/tenants/eng/apps",
+        &json!({"name": "Geography", "config": {"model": "remote-smol", "temperature": 0.0, "max_tokens": 40},
+                "prompt": {"system": "You are a helpful assistant.", "user": "{{question}}"}}),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let app = reply.json()["id"].as_str().expect("id").to_string();
+    publish(&front, "eng", &app);
+    let question = "What is the capital city of France? Answer in one sentence.";
+    let reply = front.post_json(&chat_path("eng", &app), &json!({"query": question}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    assert!(
+        answer["answer"].as_str().expect("answer").contains("Paris"),
+        "{answer}"
+    );
+    assert_eq!(answer["model"], "remote-smol");
+    let completion = answer["usage"]["completion_tokens"]
+        .as_u64()
+        .expect("tokens");
+    assert!(completion > 0, "{answer}");
+    // Metered here with the provider's counts; stored as a conversation like any other.
+    assert_eq!(used(&front, "eng", "chat_tokens_out"), completion);
+    assert_eq!(used(&front, "eng", "messages"), 1);
+    let conversation = answer["conversation_id"].as_str().expect("conversation");
+    let messages = front
+        .get(&format!(
+            "/api/v1/tenants/eng/apps/{app}/conversations/{conversation}/messages"
+        ))
+        .json();
+    assert_eq!(
+        messages["messages"][0]["answer"], answer["answer"],
+        "{messages}"
+    );
+    let (_, key) = front.create_key("eng", &["read"]);
+    let events = stream(
+        &front,
+        &chat_path("eng", &app),
+        &key,
+        &json!({"query": question, "response_mode": "streaming"}),
+    );
+    let text: String = events
+        .iter()
+        .filter(|e| e["event"] == "message")
+        .map(|e| e["answer"].as_str().unwrap_or_default())
+        .collect();
+    assert!(text.contains("Paris"), "{events:?}");
+    assert_eq!(
+        events.last().expect("events")["event"],
+        "message_end",
+        "{events:?}"
     );
 }

@@ -21,6 +21,7 @@ use crate::apps::history::{self, Turn};
 use crate::apps::store::{self, NewMessage};
 use crate::apps::{self, template, AnnotationRef, App, AppError, Citation, MessageUsage, Source};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::http::openai::remote::{RemoteChat, RemoteStep};
 use crate::http::openai::{self, Sampling, Started, Stop};
 use crate::identity::principal::Caller;
 use crate::identity::Action;
@@ -216,10 +217,72 @@ impl Drop for Record {
     }
 }
 
+/// What generates an answer: a local model, or an external provider.
+enum Producer {
+    Local(Started),
+    Remote(RemoteChat),
+}
+
+/// One step of a producer.
+enum Step {
+    Text(String),
+    Finished {
+        text: String,
+        usage: MessageUsage,
+        finish_reason: &'static str,
+    },
+    Failed(ApiError),
+}
+
+impl Producer {
+    /// The next piece, or the end with the token counts committed to the meter.
+    async fn step(&mut self) -> Step {
+        match self {
+            Producer::Local(started) => match started.stream.next().await {
+                Some(ChatEvent::Text(text)) => {
+                    started.metering.streamed += 1;
+                    Step::Text(text)
+                }
+                Some(ChatEvent::Done(Ok(generation))) => {
+                    let completion = generation.completion_tokens as u64;
+                    if let Err(e) = started.metering.commit(completion).await {
+                        return Step::Failed(e);
+                    }
+                    Step::Finished {
+                        text: generation.text,
+                        usage: MessageUsage {
+                            prompt_tokens: generation.prompt_tokens as u64,
+                            completion_tokens: completion,
+                        },
+                        finish_reason: openai::finish_reason(generation.finish_reason),
+                    }
+                }
+                Some(ChatEvent::Done(Err(e))) => Step::Failed(ApiError::from(e)),
+                None => Step::Failed(ApiError::internal("the generation ended without a result")),
+            },
+            Producer::Remote(chat) => match chat.next().await {
+                Some(RemoteStep::Text(text)) => Step::Text(text),
+                Some(RemoteStep::Done(Ok(done))) => Step::Finished {
+                    text: done.text,
+                    usage: MessageUsage {
+                        prompt_tokens: done.prompt_tokens,
+                        completion_tokens: done.completion_tokens,
+                    },
+                    finish_reason: done.finish_reason,
+                },
+                Some(RemoteStep::Done(Err(e))) => Step::Failed(e),
+                None => Step::Failed(ApiError::internal(
+                    "the provider's answer ended without a result",
+                )),
+            },
+        }
+    }
+}
+
 /// An answer under way.
 pub(crate) struct Answering {
     pub head: Head,
-    generation: Option<Started>,
+    generation: Option<Producer>,
     /// An annotated answer, sent as one piece.
     canned: Option<String>,
     record: Record,
@@ -241,7 +304,7 @@ impl Answering {
             self.record.answer.clone_from(&text);
             return Some(Event::Text(text));
         }
-        let Some(started) = self.generation.as_mut() else {
+        let Some(producer) = self.generation.as_mut() else {
             self.done = true;
             return Some(match self.record.save("complete", None).await {
                 Ok(()) => Event::End {
@@ -251,44 +314,30 @@ impl Answering {
                 Err(e) => Event::Error(e),
             });
         };
-        match started.stream.next().await {
-            Some(ChatEvent::Text(text)) => {
-                started.metering.streamed += 1;
+        match producer.step().await {
+            Step::Text(text) => {
                 self.record.usage.completion_tokens += 1;
                 self.record.answer.push_str(&text);
                 Some(Event::Text(text))
             }
-            Some(ChatEvent::Done(Ok(generation))) => {
+            Step::Finished {
+                text,
+                usage,
+                finish_reason,
+            } => {
                 self.done = true;
-                let completion = generation.completion_tokens as u64;
-                if let Err(e) = started.metering.commit(completion).await {
-                    return Some(Event::Error(e));
-                }
-                self.record.answer = generation.text.trim().to_string();
-                self.record.usage = MessageUsage {
-                    prompt_tokens: generation.prompt_tokens as u64,
-                    completion_tokens: completion,
-                };
+                self.record.answer = text.trim().to_string();
+                self.record.usage = usage;
                 Some(match self.record.save("complete", None).await {
                     Ok(()) => Event::End {
-                        finish_reason: openai::finish_reason(generation.finish_reason),
-                        usage: self.record.usage,
+                        finish_reason,
+                        usage,
                     },
                     Err(e) => Event::Error(e),
                 })
             }
-            Some(ChatEvent::Done(Err(e))) => {
+            Step::Failed(error) => {
                 self.done = true;
-                let error = ApiError::from(e);
-                let _ = self
-                    .record
-                    .save("failed", Some(error.message.clone()))
-                    .await;
-                Some(Event::Error(error))
-            }
-            None => {
-                self.done = true;
-                let error = ApiError::internal("the generation ended without a result");
                 let _ = self
                     .record
                     .save("failed", Some(error.message.clone()))
@@ -685,7 +734,7 @@ async fn generate(
     citations: &[Citation],
     history: Vec<Turn>,
     debug: bool,
-) -> ApiResult<(Started, Arc<Mutex<Option<String>>>)> {
+) -> ApiResult<(Producer, Arc<Mutex<Option<String>>>)> {
     let safe = openai::neutralize_special_tokens;
     let question = safe(query);
     let context = safe(&context_text(citations));
@@ -709,6 +758,37 @@ async fn generate(
     let history_tokens = app.config.history_tokens;
     let slot = Arc::new(Mutex::new(None));
     let keep = debug.then(|| slot.clone());
+    if let Some(route) = app.config.model.as_deref().and_then(|m| {
+        state
+            .inference
+            .route(Some(m), &state.config.storage.data_dir)
+    }) {
+        // An external provider: no local tokenizer knows its model, so history is measured with the
+        // same estimate its metering uses (a token per four characters).
+        let route = route.map_err(ApiError::from)?;
+        let turns = history::fit(&history, history_tokens, |t| t.chars().count().div_ceil(4));
+        let messages = chat_messages(system, turns, user);
+        if let Some(keep) = keep {
+            let shown: Vec<String> = messages
+                .iter()
+                .map(|m| format!("[{}]\n{}", m.role, m.content))
+                .collect();
+            *keep
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shown.join("\n\n"));
+        }
+        let chat = openai::remote::start_chat(
+            state.clone(),
+            ctx.clone(),
+            route,
+            &messages,
+            app.config.temperature,
+            app.config.max_tokens,
+            &app.config.stop,
+        )
+        .await?;
+        return Ok((Producer::Remote(chat), slot));
+    }
     let build = move |model: &crate::inference::chat::ChatModel| {
         let count = |text: &str| model.encode(text).map(|ids| ids.len());
         let fixed = count(&system)? + count(&user)? + 2 * history::TURN_OVERHEAD_TOKENS;
@@ -716,28 +796,7 @@ async fn generate(
         let turns = history::fit(&history, history_tokens.min(room), |t| {
             count(t).unwrap_or(usize::MAX / 4)
         });
-        let mut messages = Vec::with_capacity(turns.len() * 2 + 2);
-        if !system.trim().is_empty() {
-            messages.push(ChatMessage {
-                role: "system".into(),
-                content: system,
-            });
-        }
-        for turn in turns {
-            messages.push(ChatMessage {
-                role: "user".into(),
-                content: turn.query,
-            });
-            messages.push(ChatMessage {
-                role: "assistant".into(),
-                content: turn.answer,
-            });
-        }
-        messages.push(ChatMessage {
-            role: "user".into(),
-            content: user,
-        });
-        let text = model.render(&messages)?;
+        let text = model.render(&chat_messages(system, turns, user))?;
         if let Some(keep) = keep {
             *keep
                 .lock()
@@ -760,7 +819,33 @@ async fn generate(
         Some(app.config.max_tokens),
     )
     .await?;
-    Ok((started, slot))
+    Ok((Producer::Local(started), slot))
+}
+
+/// The conversation the model reads: the system prompt, the earlier turns that fit, the question.
+fn chat_messages(system: String, turns: Vec<Turn>, user: String) -> Vec<ChatMessage> {
+    let mut messages = Vec::with_capacity(turns.len() * 2 + 2);
+    if !system.trim().is_empty() {
+        messages.push(ChatMessage {
+            role: "system".into(),
+            content: system,
+        });
+    }
+    for turn in turns {
+        messages.push(ChatMessage {
+            role: "user".into(),
+            content: turn.query,
+        });
+        messages.push(ChatMessage {
+            role: "assistant".into(),
+            content: turn.answer,
+        });
+    }
+    messages.push(ChatMessage {
+        role: "user".into(),
+        content: user,
+    });
+    messages
 }
 
 // ---------------------------------------------------------------------------------------------
