@@ -436,6 +436,25 @@ fn an_app_answers_from_its_documents_with_citations_through_every_api() {
     assert_eq!(liked.len(), 1, "{logs}");
     assert_eq!(liked[0]["comment"], "exactly right");
     assert_eq!(liked[0]["end_user"], "emp-1");
+    let today = &liked[0]["created_at"].as_str().expect("created_at")[..10];
+    let same_day = server
+        .get(&format!(
+            "/api/v1/tenants/eng/apps/logs?app_id={app_id}&rating=like&from={today}&to={today}"
+        ))
+        .json();
+    assert_eq!(
+        same_day["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{same_day}"
+    );
+    let before = server
+        .get(&format!(
+            "/api/v1/tenants/eng/apps/logs?app_id={app_id}&to=2020-01-01"
+        ))
+        .json();
+    assert_eq!(before["messages"], json!([]), "{before}");
+    let bad_day = server.get("/api/v1/tenants/eng/apps/logs?from=yesterday");
+    assert_eq!(bad_day.status, 400);
     let by_user = server
         .get("/api/v1/tenants/eng/apps/logs?user=emp-3")
         .json();
