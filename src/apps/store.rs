@@ -269,29 +269,32 @@ pub fn get_conversation(
     .ok_or_else(|| AppError::ConversationNotFound(id.to_string()))
 }
 
-/// The end user's conversations with an app, newest first.
+/// The end user's conversations with an app, newest first; the editors' debug conversations only
+/// when `with_debug`.
 pub fn list_conversations(
     conn: &Connection,
     app_id: &str,
     end_user: &str,
+    with_debug: bool,
 ) -> Result<Vec<Conversation>, AppError> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE app_id = ?1 AND end_user = ?2
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations
+         WHERE app_id = ?1 AND end_user = ?2 AND (source <> 'debug' OR ?3)
          ORDER BY updated_at DESC, created_at DESC, id LIMIT 500"
     ))?;
-    let rows = stmt.query_map(params![app_id, end_user], conversation_from)?;
+    let rows = stmt.query_map(params![app_id, end_user, with_debug], conversation_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Starts a conversation (and records the end user's first visit).
+/// Starts a conversation with the id its first answer announced (and records the end user's visit).
 pub fn create_conversation(
     tx: &Transaction,
+    id: &str,
     app_id: &str,
     end_user: &str,
     source: Source,
     name: &str,
 ) -> Result<Conversation, AppError> {
-    let id = super::new_id();
     let at = now();
     tx.execute(
         "INSERT INTO conversations (id, app_id, end_user, source, name, message_count, created_at, updated_at)
@@ -304,7 +307,7 @@ pub fn create_conversation(
          ON CONFLICT (app_id, end_user) DO UPDATE SET last_seen = excluded.last_seen",
         params![app_id, end_user, at],
     )?;
-    get_conversation(tx, app_id, &id, end_user)
+    get_conversation(tx, app_id, id, end_user)
 }
 
 pub fn rename_conversation(
@@ -843,7 +846,7 @@ pub fn export_end_user(
 ) -> Result<serde_json::Value, AppError> {
     let user = get_end_user(conn, app_id, end_user)?;
     let mut conversations = Vec::new();
-    for conversation in list_conversations(conn, app_id, end_user)? {
+    for conversation in list_conversations(conn, app_id, end_user, true)? {
         let messages = list_messages(conn, &conversation.id)?;
         conversations
             .push(serde_json::json!({ "conversation": conversation, "messages": messages }));

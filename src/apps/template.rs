@@ -114,10 +114,10 @@ mod tests {
             ("question", "what is {{context}}?"),
             ("context", "[1] secret {{question}}"),
         ]);
-        let out = render("C: {{context}} Q: {{ question }} {{{{x}}}}", &values);
+        let out = render("C: {{context}} Q: {{ question }} {{Not A Var}}", &values);
         assert_eq!(
             out,
-            "C: [1] secret {{question}} Q: what is {{context}}? {{{{x}}}}"
+            "C: [1] secret {{question}} Q: what is {{context}}? {{Not A Var}}"
         );
     }
 }

@@ -767,6 +767,10 @@ fn quotas_hold_mid_conversation_a_leaving_client_is_billed_for_what_it_got_and_e
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(stopped["status"], "stopped", "{stopped}");
+    assert!(
+        stopped["usage"]["prompt_tokens"].as_u64().expect("tokens") > 20,
+        "{stopped}"
+    );
     let produced = stopped["usage"]["completion_tokens"]
         .as_u64()
         .expect("tokens");
@@ -777,6 +781,33 @@ fn quotas_hold_mid_conversation_a_leaving_client_is_billed_for_what_it_got_and_e
         billed <= produced + 2,
         "billed {billed} for {produced} produced"
     );
+
+    // A client that leaves right after the answer opened: the (empty) stopped answer is kept with
+    // its conversation, so the message id it was given stays valid.
+    let response = agent()
+        .post(&server.url(&chat_path("eng", &app_id)))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .send(json!({"query": QUESTION, "user": "early-leaver", "response_mode": "streaming"}).to_string())
+        .expect("request");
+    let mut reader = BufReader::new(response.into_body().into_reader());
+    line.clear();
+    reader.read_line(&mut line).expect("read");
+    assert!(line.contains("message_start"), "{line}");
+    let start: Value = serde_json::from_str(line.trim().trim_start_matches("data: ")).expect("json");
+    drop(reader);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = server.get("/api/v1/tenants/eng/apps/logs?user=early-leaver").json();
+        if let Some(m) = logs["messages"].as_array().and_then(|m| m.first()) {
+            assert_eq!(m["id"], start["message_id"], "{m}");
+            assert_eq!(m["conversation_id"], start["conversation_id"], "{m}");
+            assert_eq!(m["status"], "stopped", "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the answer stopped at once was not stored");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // GDPR: an end user's conversations, citations and feedback go; aggregates stay.
     let secret = "PELICAN-77 is my medical leave reference";

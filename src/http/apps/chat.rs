@@ -101,6 +101,9 @@ struct Record {
     state: web::Data<AppState>,
     message_id: String,
     conversation_id: String,
+    /// The name and source of the conversation when this exchange starts it: it is stored with the
+    /// exchange, so a client that leaves before the answer starts leaves nothing behind.
+    new_conversation: Option<(String, Source)>,
     app_id: String,
     end_user: String,
     query: String,
@@ -132,6 +135,7 @@ impl Record {
         SaveJob {
             id: self.message_id.clone(),
             conversation_id: self.conversation_id.clone(),
+            new_conversation: self.new_conversation.clone(),
             app_id: self.app_id.clone(),
             end_user: self.end_user.clone(),
             query: self.query.clone(),
@@ -153,6 +157,7 @@ impl Record {
 struct SaveJob {
     id: String,
     conversation_id: String,
+    new_conversation: Option<(String, Source)>,
     app_id: String,
     end_user: String,
     query: String,
@@ -172,6 +177,16 @@ impl SaveJob {
     async fn run(self, ctx: &TenantCtx) -> ApiResult<()> {
         ctx.run(move |db| {
             db.write(|tx| {
+                if let Some((name, source)) = &self.new_conversation {
+                    store::create_conversation(
+                        tx,
+                        &self.conversation_id,
+                        &self.app_id,
+                        &self.end_user,
+                        *source,
+                        name,
+                    )?;
+                }
                 store::insert_message(
                     tx,
                     &NewMessage {
@@ -235,6 +250,14 @@ enum Step {
 }
 
 impl Producer {
+    /// The prompt's tokens (a provider's: the estimate until it reports them).
+    fn prompt_tokens(&self) -> u64 {
+        match self {
+            Producer::Local(started) => started.metering.prompt_tokens,
+            Producer::Remote(chat) => chat.prompt_estimate(),
+        }
+    }
+
     /// The next piece, or the end with the token counts committed to the meter.
     async fn step(&mut self) -> Step {
         match self {
@@ -600,19 +623,15 @@ async fn begin(state: web::Data<AppState>, ctx: TenantCtx, ask: Ask) -> ApiResul
         }
     };
 
-    // The conversation exists once the answer is sure to start.
-    let conversation_id = match conversation {
-        Some(c) => c.id,
-        None => {
-            let (app_id, user, source) = (app.id.clone(), ask.end_user.clone(), ask.source);
-            let name: String = query.chars().take(60).collect();
-            ctx.run(move |db| {
-                db.write(|tx| store::create_conversation(tx, &app_id, &user, source, &name))
-            })
-            .await?
-            .id
-        }
+    // A new conversation is stored with its first exchange.
+    let (conversation_id, new_conversation) = match conversation {
+        Some(c) => (c.id, None),
+        None => (
+            apps::new_id(),
+            Some((query.chars().take(60).collect::<String>(), ask.source)),
+        ),
     };
+    let prompt_tokens = generation.as_ref().map_or(0, Producer::prompt_tokens);
     let prompt = prompt_slot.and_then(|slot| {
         slot.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -623,6 +642,7 @@ async fn begin(state: web::Data<AppState>, ctx: TenantCtx, ask: Ask) -> ApiResul
         state: state.clone(),
         message_id: message_id.clone(),
         conversation_id: conversation_id.clone(),
+        new_conversation,
         app_id: app.id.clone(),
         end_user: ask.end_user,
         query,
@@ -636,7 +656,10 @@ async fn begin(state: web::Data<AppState>, ctx: TenantCtx, ask: Ask) -> ApiResul
         citations: citations.clone(),
         annotation_id: annotation_ref.as_ref().map(|a| a.id.clone()),
         answer: String::new(),
-        usage: MessageUsage::default(),
+        usage: MessageUsage {
+            prompt_tokens,
+            completion_tokens: 0,
+        },
         started: started_at,
         messages: Some(messages),
     };

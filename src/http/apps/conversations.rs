@@ -36,7 +36,7 @@ pub async fn list_conversations(
     let conversations = ctx
         .run(move |db| {
             let conn = db.connection()?;
-            store::list_conversations(&conn, &app_id, &user)
+            store::list_conversations(&conn, &app_id, &user, false)
         })
         .await?;
     Ok(web::Json(ConversationList { conversations }))

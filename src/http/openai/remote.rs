@@ -381,6 +381,11 @@ pub(crate) async fn start_chat(
 }
 
 impl RemoteChat {
+    /// The prompt's estimated tokens (what is reserved until the provider reports its count).
+    pub(crate) fn prompt_estimate(&self) -> u64 {
+        self.estimate
+    }
+
     async fn settle(&mut self) -> Result<(u64, u64), ApiError> {
         let (prompt, completion) = self.usage.unwrap_or((self.estimate, self.streamed));
         if let Some((tokens_in, tokens_out)) = self.tokens.take() {
