@@ -69,6 +69,10 @@ fn openapi_document_describes_the_api() {
         "/healthz",
         "/readyz",
         "/api/v1/system/info",
+        "/api/v1/tenants/{tenant}/apps",
+        "/api/v1/tenants/{tenant}/apps/{app}/chat",
+        "/api/v1/tenants/{tenant}/apps/{app}/prompt/versions",
+        "/api/v1/tenants/{tenant}/apps/{app}/end-users/{user}",
     ] {
         assert!(
             doc["paths"][path].is_object(),
