@@ -21,11 +21,13 @@ import { NotFound } from './pages/not-found.js';
 import { Models } from './pages/models.js';
 import { Playground } from './pages/playground.js';
 import { Knowledge } from './pages/knowledge.js';
+import { Apps } from './pages/apps.js';
 
 const ROUTES = [
   { path: '/', title: 'Overview', view: Overview, nav: true },
   { path: '/tenants', title: 'Tenants', view: Tenants, nav: true },
   { path: '/knowledge', title: 'Knowledge', view: Knowledge, nav: true },
+  { path: '/apps', title: 'Apps', view: Apps, nav: true },
   { path: '/playground', title: 'Playground', view: Playground, nav: true },
   { path: '/models', title: 'Models', view: Models, nav: true },
   { path: '/users', title: 'Accounts', view: Users, nav: true, admin: true },
@@ -38,6 +40,12 @@ const ROUTES = [
   { path: '/account/password', title: 'Password', view: ChangePassword, nav: false },
   { path: '/account', title: 'Your account', view: Profile, nav: false },
 ];
+
+// The document title of a page under /tenants/{t}/apps.
+function appTitle(path) {
+  const sub = path.match(/\/(edit|chat|logs|annotations|end-users)$/);
+  return { edit: 'App editor', chat: 'Chat', logs: 'Logs', annotations: 'Annotations', 'end-users': 'End users' }[sub && sub[1]] || 'Apps';
+}
 
 // The licence's banner (expiring, grace, restricted, invalid, clock) above every page's content.
 function LicenseBanner({ owner, isAdmin }) {
@@ -59,7 +67,9 @@ function App() {
   const inviteMatch = path.match(/^\/invite\/([0-9a-f]+)$/);
   // Knowledge bases and the retrieval test: the view reads the rest of the path itself.
   const knowledgeMatch = path.match(/^\/tenants\/([a-z0-9-]+)\/(knowledge|retrieval)(\/.*)?$/);
-  const tenantId = tenantMatch ? tenantMatch[1] : usageMatch ? usageMatch[1] : knowledgeMatch ? knowledgeMatch[1] : undefined;
+  // Chat apps: the list, editor, chat, logs, annotations and end users (the view reads the rest of the path itself).
+  const appsMatch = path.match(/^\/tenants\/([a-z0-9-]+)\/apps(\/.*)?$/);
+  const tenantId = tenantMatch ? tenantMatch[1] : usageMatch ? usageMatch[1] : knowledgeMatch ? knowledgeMatch[1] : appsMatch ? appsMatch[1] : undefined;
   const routeId = tenantId || (inviteMatch ? inviteMatch[1] : undefined);
   const route = tenantMatch
     ? { path, title: 'Tenant', view: Tenant }
@@ -69,14 +79,16 @@ function App() {
         ? { path, title: 'Invitation', view: AcceptInvitation }
         : knowledgeMatch
           ? { path, title: knowledgeMatch[2] === 'retrieval' || /\/retrieval$/.test(path) ? 'Retrieval test' : 'Knowledge', view: Knowledge }
-          : ROUTES.find((r) => r.path === path);
+          : appsMatch
+            ? { path, title: appTitle(path), view: Apps }
+            : ROUTES.find((r) => r.path === path);
 
   // Where the session says the person must be: signed out → sign-in; temporary password → change it.
   useEffect(() => {
     if (!loaded) return;
     if (!info && !(route && route.public)) {
       // Come back here after signing in (an invitation link, a deep link).
-      if (path !== '/' && path !== '/login' && !wasSignedOutOnPurpose()) sessionStorage.setItem('enclave.next', path);
+      if (path !== '/' && path !== '/login' && !wasSignedOutOnPurpose()) sessionStorage.setItem('enclave.next', path + location.search);
       navigate('/login');
     }
     else if (info && info.user.must_change_password && path !== '/account/password') navigate('/account/password');
@@ -129,7 +141,7 @@ function App() {
       <nav class="sidenav" aria-label="Main">
         <ul>
           ${ROUTES.filter((r) => r.nav && (!r.admin || (user && user.is_system_admin))).map((r) => html`
-            <li key=${r.path}><${Link} href=${r.path} current=${r.path === path || (r.path === '/knowledge' && !!knowledgeMatch)}>${r.title}</${Link}></li>`)}
+            <li key=${r.path}><${Link} href=${r.path} current=${r.path === path || (r.path === '/knowledge' && !!knowledgeMatch) || (r.path === '/apps' && !!appsMatch)}>${r.title}</${Link}></li>`)}
         </ul>
       </nav>
       <main id="main" tabindex="-1">

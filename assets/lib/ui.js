@@ -48,6 +48,9 @@ export function formatNumber(n) {
   return Number(n).toLocaleString();
 }
 
+/** A count with its noun: "1 message", "1,204 messages". */
+export const formatCount = (n, one, many = `${one}s`) => `${formatNumber(n)} ${Number(n) === 1 ? one : many}`;
+
 /** Saves text as a file through the browser's download, without a round trip to the server. */
 export function saveTextFile(filename, text) {
   const url = URL.createObjectURL(new Blob([text], { type: 'text/plain;charset=utf-8' }));

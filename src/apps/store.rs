@@ -269,20 +269,22 @@ pub fn get_conversation(
     .ok_or_else(|| AppError::ConversationNotFound(id.to_string()))
 }
 
-/// The end user's conversations with an app, newest first; the editors' debug conversations only
-/// when `with_debug`.
+/// The end user's conversations with an app, newest first; the editors' debug conversations and those
+/// whose first answer is not stored yet (or never was: the client left before it opened) only when
+/// `with_all`.
 pub fn list_conversations(
     conn: &Connection,
     app_id: &str,
     end_user: &str,
-    with_debug: bool,
+    with_all: bool,
 ) -> Result<Vec<Conversation>, AppError> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations
          WHERE app_id = ?1 AND end_user = ?2 AND (source <> 'debug' OR ?3)
+             AND (message_count > 0 OR ?3)
          ORDER BY updated_at DESC, created_at DESC, id LIMIT 500"
     ))?;
-    let rows = stmt.query_map(params![app_id, end_user, with_debug], conversation_from)?;
+    let rows = stmt.query_map(params![app_id, end_user, with_all], conversation_from)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -788,24 +788,33 @@ fn quotas_hold_mid_conversation_a_leaving_client_is_billed_for_what_it_got_and_e
         .post(&server.url(&chat_path("eng", &app_id)))
         .header("authorization", format!("Bearer {key}"))
         .header("content-type", "application/json")
-        .send(json!({"query": QUESTION, "user": "early-leaver", "response_mode": "streaming"}).to_string())
+        .send(
+            json!({"query": QUESTION, "user": "early-leaver", "response_mode": "streaming"})
+                .to_string(),
+        )
         .expect("request");
     let mut reader = BufReader::new(response.into_body().into_reader());
     line.clear();
     reader.read_line(&mut line).expect("read");
     assert!(line.contains("message_start"), "{line}");
-    let start: Value = serde_json::from_str(line.trim().trim_start_matches("data: ")).expect("json");
+    let start: Value =
+        serde_json::from_str(line.trim().trim_start_matches("data: ")).expect("json");
     drop(reader);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let logs = server.get("/api/v1/tenants/eng/apps/logs?user=early-leaver").json();
+        let logs = server
+            .get("/api/v1/tenants/eng/apps/logs?user=early-leaver")
+            .json();
         if let Some(m) = logs["messages"].as_array().and_then(|m| m.first()) {
             assert_eq!(m["id"], start["message_id"], "{m}");
             assert_eq!(m["conversation_id"], start["conversation_id"], "{m}");
             assert_eq!(m["status"], "stopped", "{m}");
             break;
         }
-        assert!(Instant::now() < deadline, "the answer stopped at once was not stored");
+        assert!(
+            Instant::now() < deadline,
+            "the answer stopped at once was not stored"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 

@@ -101,9 +101,6 @@ struct Record {
     state: web::Data<AppState>,
     message_id: String,
     conversation_id: String,
-    /// The name and source of the conversation when this exchange starts it: it is stored with the
-    /// exchange, so a client that leaves before the answer starts leaves nothing behind.
-    new_conversation: Option<(String, Source)>,
     app_id: String,
     end_user: String,
     query: String,
@@ -135,7 +132,6 @@ impl Record {
         SaveJob {
             id: self.message_id.clone(),
             conversation_id: self.conversation_id.clone(),
-            new_conversation: self.new_conversation.clone(),
             app_id: self.app_id.clone(),
             end_user: self.end_user.clone(),
             query: self.query.clone(),
@@ -157,7 +153,6 @@ impl Record {
 struct SaveJob {
     id: String,
     conversation_id: String,
-    new_conversation: Option<(String, Source)>,
     app_id: String,
     end_user: String,
     query: String,
@@ -177,16 +172,6 @@ impl SaveJob {
     async fn run(self, ctx: &TenantCtx) -> ApiResult<()> {
         ctx.run(move |db| {
             db.write(|tx| {
-                if let Some((name, source)) = &self.new_conversation {
-                    store::create_conversation(
-                        tx,
-                        &self.conversation_id,
-                        &self.app_id,
-                        &self.end_user,
-                        *source,
-                        name,
-                    )?;
-                }
                 store::insert_message(
                     tx,
                     &NewMessage {
@@ -623,13 +608,24 @@ async fn begin(state: web::Data<AppState>, ctx: TenantCtx, ask: Ask) -> ApiResul
         }
     };
 
-    // A new conversation is stored with its first exchange.
-    let (conversation_id, new_conversation) = match conversation {
-        Some(c) => (c.id, None),
-        None => (
-            apps::new_id(),
-            Some((query.chars().take(60).collect::<String>(), ask.source)),
-        ),
+    // A new conversation is stored before the answer opens, so that a follow-up sent right after a
+    // stop finds it (the stopped answer itself is stored when the server notices the client left).
+    // Conversations without messages are not listed.
+    let conversation_id = match conversation {
+        Some(c) => c.id,
+        None => {
+            let id = apps::new_id();
+            let (app_id, user, source) = (app.id.clone(), ask.end_user.clone(), ask.source);
+            let name: String = query.chars().take(60).collect();
+            let created = id.clone();
+            ctx.run(move |db| {
+                db.write(|tx| {
+                    store::create_conversation(tx, &created, &app_id, &user, source, &name)
+                })
+            })
+            .await?;
+            id
+        }
     };
     let prompt_tokens = generation.as_ref().map_or(0, Producer::prompt_tokens);
     let prompt = prompt_slot.and_then(|slot| {
@@ -642,7 +638,6 @@ async fn begin(state: web::Data<AppState>, ctx: TenantCtx, ask: Ask) -> ApiResul
         state: state.clone(),
         message_id: message_id.clone(),
         conversation_id: conversation_id.clone(),
-        new_conversation,
         app_id: app.id.clone(),
         end_user: ask.end_user,
         query,
