@@ -63,6 +63,98 @@ fn usage_counts(value: &Value) -> Option<(u64, u64)> {
     ))
 }
 
+/// The events of a provider's stream, read by a blocking thread that stops when the receiver is
+/// dropped (the client left). The first event decides the status: a refusal before streaming is an
+/// error, not a stream.
+type Events = tokio::sync::mpsc::UnboundedReceiver<Result<Value, ApiError>>;
+
+async fn open_stream(route: &Route, path: &'static str, body: Value) -> ApiResult<(Value, Events)> {
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<Result<Value, ApiError>>();
+    let forwarding = route.clone();
+    tokio::task::spawn_blocking(move || {
+        let sender = events.clone();
+        let result =
+            forwarding.forward_stream(path, &body, &mut |event| sender.send(Ok(event)).is_ok());
+        match result {
+            Ok(None) => {}
+            Ok(Some((status, answer))) => {
+                let message = answer["error"]["message"]
+                    .as_str()
+                    .unwrap_or("refused")
+                    .to_string();
+                let _ = events.send(Err(ApiError::new(
+                    Code::ProviderUnavailable,
+                    format!("the provider answered HTTP {status}: {message}"),
+                )));
+            }
+            Err(e) => {
+                let _ = events.send(Err(ApiError::from(e)));
+            }
+        }
+    });
+    match received.recv().await {
+        Some(Ok(first)) => Ok((first, received)),
+        Some(Err(e)) => Err(e),
+        None => Err(ApiError::from(ProviderError::Upstream {
+            name: route.provider.name.clone(),
+            reason: "the stream ended before any event".into(),
+        })),
+    }
+}
+
+/// The token reservations of a streamed provider answer: committed with the counts the provider
+/// reports, else with the prompt's estimate and the pieces streamed — also when the client leaves
+/// mid-stream (`Drop`).
+struct StreamMetering {
+    state: web::Data<AppState>,
+    ctx: TenantCtx,
+    tokens: Option<(
+        crate::usage::meter::Reservation,
+        crate::usage::meter::Reservation,
+    )>,
+    estimate: u64,
+    streamed: u64,
+    usage: Option<(u64, u64)>,
+}
+
+impl StreamMetering {
+    fn counts(&self) -> (u64, u64) {
+        self.usage.unwrap_or((self.estimate, self.streamed))
+    }
+
+    /// Notes the counts an event reports, if it reports any.
+    fn observe(&mut self, event: &Value) {
+        if let Some(counts) = usage_counts(event) {
+            self.usage = Some(counts);
+        }
+    }
+
+    /// Commits the counts (once) and returns them.
+    async fn settle(&mut self) -> Result<(u64, u64), ApiError> {
+        let counts = self.counts();
+        if let Some((tokens_in, tokens_out)) = self.tokens.take() {
+            tokens_in.commit(counts.0).await?;
+            tokens_out.commit(counts.1).await?;
+            gate::after_commit(&self.state, &self.ctx, Metric::ChatTokensIn).await;
+            gate::after_commit(&self.state, &self.ctx, Metric::ChatTokensOut).await;
+        }
+        Ok(counts)
+    }
+}
+
+impl Drop for StreamMetering {
+    fn drop(&mut self) {
+        // The client left mid-stream: count what was streamed.
+        if let Some((tokens_in, tokens_out)) = self.tokens.take() {
+            let (prompt, completion) = self.counts();
+            actix_web::rt::spawn(async move {
+                let _ = tokens_in.commit(prompt).await;
+                let _ = tokens_out.commit(completion).await;
+            });
+        }
+    }
+}
+
 /// A chat or text completion by a provider.
 pub async fn complete(
     state: web::Data<AppState>,
@@ -117,67 +209,15 @@ pub async fn complete(
         .as_bool()
         .unwrap_or(false);
     body["stream_options"] = json!({"include_usage": true});
-    let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<Result<Value, ApiError>>();
-    let forwarding = route.clone();
-    tokio::task::spawn_blocking(move || {
-        let sender = events.clone();
-        let result =
-            forwarding.forward_stream(path, &body, &mut |event| sender.send(Ok(event)).is_ok());
-        match result {
-            Ok(None) => {}
-            Ok(Some((status, answer))) => {
-                let message = answer["error"]["message"]
-                    .as_str()
-                    .unwrap_or("refused")
-                    .to_string();
-                let _ = events.send(Err(ApiError::new(
-                    Code::ProviderUnavailable,
-                    format!("the provider answered HTTP {status}: {message}"),
-                )));
-            }
-            Err(e) => {
-                let _ = events.send(Err(ApiError::from(e)));
-            }
-        }
-    });
-    // The first event decides the status: a refusal before streaming is an error response.
-    let first = match received.recv().await {
-        Some(Ok(event)) => event,
-        Some(Err(e)) => return Err(e),
-        None => {
-            return Err(ApiError::from(ProviderError::Upstream {
-                name: route.provider.name.clone(),
-                reason: "the stream ended before any event".into(),
-            }))
-        }
-    };
+    let (first, received) = open_stream(&route, path, body).await?;
     struct Relay {
         pending: Option<Value>,
-        received: tokio::sync::mpsc::UnboundedReceiver<Result<Value, ApiError>>,
-        state: web::Data<AppState>,
-        ctx: TenantCtx,
-        tokens: Option<(
-            crate::usage::meter::Reservation,
-            crate::usage::meter::Reservation,
-        )>,
-        estimate: u64,
-        streamed: u64,
-        usage: Option<(u64, u64)>,
+        received: Events,
+        metering: StreamMetering,
         client_wants_usage: bool,
         done: bool,
     }
     impl Relay {
-        async fn settle(&mut self) -> Result<(), ApiError> {
-            if let Some((tokens_in, tokens_out)) = self.tokens.take() {
-                let (prompt, completion) = self.usage.unwrap_or((self.estimate, self.streamed));
-                tokens_in.commit(prompt).await?;
-                tokens_out.commit(completion).await?;
-                gate::after_commit(&self.state, &self.ctx, Metric::ChatTokensIn).await;
-                gate::after_commit(&self.state, &self.ctx, Metric::ChatTokensOut).await;
-            }
-            Ok(())
-        }
-
         async fn next(&mut self) -> Option<web::Bytes> {
             loop {
                 if self.done {
@@ -190,13 +230,11 @@ pub async fn complete(
                 match event {
                     Some(Ok(event)) => {
                         let usage_only = event["choices"].as_array().is_some_and(Vec::is_empty);
-                        if let Some(counts) = usage_counts(&event) {
-                            self.usage = Some(counts);
-                        }
+                        self.metering.observe(&event);
                         if usage_only && !self.client_wants_usage {
                             continue;
                         }
-                        self.streamed += 1;
+                        self.metering.streamed += 1;
                         return Some(super::sse(&event));
                     }
                     Some(Err(e)) => {
@@ -205,8 +243,8 @@ pub async fn complete(
                     }
                     None => {
                         self.done = true;
-                        return Some(match self.settle().await {
-                            Ok(()) => web::Bytes::from_static(b"data: [DONE]\n\n"),
+                        return Some(match self.metering.settle().await {
+                            Ok(_) => web::Bytes::from_static(b"data: [DONE]\n\n"),
                             Err(e) => super::sse(&super::error_event(&e)),
                         });
                     }
@@ -214,27 +252,17 @@ pub async fn complete(
             }
         }
     }
-    impl Drop for Relay {
-        fn drop(&mut self) {
-            // The client left mid-stream: count what was streamed.
-            if let Some((tokens_in, tokens_out)) = self.tokens.take() {
-                let (prompt, completion) = self.usage.unwrap_or((self.estimate, self.streamed));
-                actix_web::rt::spawn(async move {
-                    let _ = tokens_in.commit(prompt).await;
-                    let _ = tokens_out.commit(completion).await;
-                });
-            }
-        }
-    }
     let relay = Relay {
         pending: Some(first),
         received,
-        state,
-        ctx,
-        tokens: Some((tokens_in, tokens_out)),
-        estimate,
-        streamed: 0,
-        usage: None,
+        metering: StreamMetering {
+            state,
+            ctx,
+            tokens: Some((tokens_in, tokens_out)),
+            estimate,
+            streamed: 0,
+            usage: None,
+        },
         client_wants_usage,
         done: false,
     };
@@ -290,16 +318,8 @@ pub(crate) enum RemoteStep {
 /// leaves). Dropping it stops reading the provider's stream.
 pub(crate) struct RemoteChat {
     pending: Option<Value>,
-    received: tokio::sync::mpsc::UnboundedReceiver<Result<Value, ApiError>>,
-    state: web::Data<AppState>,
-    ctx: TenantCtx,
-    tokens: Option<(
-        crate::usage::meter::Reservation,
-        crate::usage::meter::Reservation,
-    )>,
-    estimate: u64,
-    streamed: u64,
-    usage: Option<(u64, u64)>,
+    received: Events,
+    metering: StreamMetering,
     text: String,
     finish_reason: &'static str,
 }
@@ -331,50 +351,18 @@ pub(crate) async fn start_chat(
     if !stop.is_empty() {
         body["stop"] = json!(stop);
     }
-    let (events, mut received) = tokio::sync::mpsc::unbounded_channel::<Result<Value, ApiError>>();
-    let forwarding = route.clone();
-    tokio::task::spawn_blocking(move || {
-        let sender = events.clone();
-        let result = forwarding.forward_stream("/chat/completions", &body, &mut |event| {
-            sender.send(Ok(event)).is_ok()
-        });
-        match result {
-            Ok(None) => {}
-            Ok(Some((status, answer))) => {
-                let message = answer["error"]["message"]
-                    .as_str()
-                    .unwrap_or("refused")
-                    .to_string();
-                let _ = events.send(Err(ApiError::new(
-                    Code::ProviderUnavailable,
-                    format!("the provider answered HTTP {status}: {message}"),
-                )));
-            }
-            Err(e) => {
-                let _ = events.send(Err(ApiError::from(e)));
-            }
-        }
-    });
-    // A refusal before the stream started is an error response, not an answer.
-    let first = match received.recv().await {
-        Some(Ok(event)) => event,
-        Some(Err(e)) => return Err(e),
-        None => {
-            return Err(ApiError::from(ProviderError::Upstream {
-                name: route.provider.name.clone(),
-                reason: "the stream ended before any event".into(),
-            }))
-        }
-    };
+    let (first, received) = open_stream(&route, "/chat/completions", body).await?;
     Ok(RemoteChat {
         pending: Some(first),
         received,
-        state,
-        ctx,
-        tokens: Some((tokens_in, tokens_out)),
-        estimate,
-        streamed: 0,
-        usage: None,
+        metering: StreamMetering {
+            state,
+            ctx,
+            tokens: Some((tokens_in, tokens_out)),
+            estimate,
+            streamed: 0,
+            usage: None,
+        },
         text: String::new(),
         finish_reason: "stop",
     })
@@ -383,40 +371,27 @@ pub(crate) async fn start_chat(
 impl RemoteChat {
     /// The prompt's estimated tokens (what is reserved until the provider reports its count).
     pub(crate) fn prompt_estimate(&self) -> u64 {
-        self.estimate
-    }
-
-    async fn settle(&mut self) -> Result<(u64, u64), ApiError> {
-        let (prompt, completion) = self.usage.unwrap_or((self.estimate, self.streamed));
-        if let Some((tokens_in, tokens_out)) = self.tokens.take() {
-            tokens_in.commit(prompt).await?;
-            tokens_out.commit(completion).await?;
-            gate::after_commit(&self.state, &self.ctx, Metric::ChatTokensIn).await;
-            gate::after_commit(&self.state, &self.ctx, Metric::ChatTokensOut).await;
-        }
-        Ok((prompt, completion))
+        self.metering.estimate
     }
 
     /// The next piece of the answer, or how it ended.
     pub(crate) async fn next(&mut self) -> Option<RemoteStep> {
         loop {
-            self.tokens.as_ref()?;
+            self.metering.tokens.as_ref()?;
             let event = match self.pending.take() {
                 Some(event) => Some(Ok(event)),
                 None => self.received.recv().await,
             };
             match event {
                 Some(Ok(event)) => {
-                    if let Some(counts) = usage_counts(&event) {
-                        self.usage = Some(counts);
-                    }
+                    self.metering.observe(&event);
                     let choice = &event["choices"][0];
                     if choice["finish_reason"].as_str() == Some("length") {
                         self.finish_reason = "length";
                     }
                     match choice["delta"]["content"].as_str() {
                         Some(text) if !text.is_empty() => {
-                            self.streamed += 1;
+                            self.metering.streamed += 1;
                             self.text.push_str(text);
                             return Some(RemoteStep::Text(text.to_string()));
                         }
@@ -424,11 +399,11 @@ impl RemoteChat {
                     }
                 }
                 Some(Err(e)) => {
-                    let _ = self.settle().await;
+                    let _ = self.metering.settle().await;
                     return Some(RemoteStep::Done(Err(e)));
                 }
                 None => {
-                    return Some(RemoteStep::Done(self.settle().await.map(
+                    return Some(RemoteStep::Done(self.metering.settle().await.map(
                         |(prompt_tokens, completion_tokens)| RemoteDone {
                             text: std::mem::take(&mut self.text),
                             prompt_tokens,
@@ -438,19 +413,6 @@ impl RemoteChat {
                     )));
                 }
             }
-        }
-    }
-}
-
-impl Drop for RemoteChat {
-    fn drop(&mut self) {
-        // The client left mid-stream: count what was streamed.
-        if let Some((tokens_in, tokens_out)) = self.tokens.take() {
-            let (prompt, completion) = self.usage.unwrap_or((self.estimate, self.streamed));
-            actix_web::rt::spawn(async move {
-                let _ = tokens_in.commit(prompt).await;
-                let _ = tokens_out.commit(completion).await;
-            });
         }
     }
 }
