@@ -55,6 +55,18 @@ pub fn get_dataset(conn: &Connection, id: &str) -> Result<Dataset, KnowledgeErro
     .ok_or_else(|| KnowledgeError::DatasetNotFound(id.to_string()))
 }
 
+/// Those of `ids` that name a dataset of this tenant, in the order given.
+pub fn existing_dataset_ids(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM datasets WHERE id = ?1")?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if stmt.exists([id])? {
+            out.push(id.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Fails with `dataset_exists` when another dataset has this name.
 fn check_name_free(conn: &Connection, name: &str, except: &str) -> Result<(), KnowledgeError> {
     let taken: Option<String> = conn

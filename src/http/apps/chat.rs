@@ -686,16 +686,11 @@ async fn retrieve(
         return Ok(Vec::new());
     }
     let wanted = app.config.dataset_ids.clone();
+    // Knowledge bases deleted since the app was saved are skipped.
     let dataset_ids: Vec<String> = ctx
         .run(move |db| {
             let conn = db.connection()?;
-            let here = crate::knowledge::store::list_datasets(&conn)?;
-            Ok::<_, AppError>(
-                wanted
-                    .into_iter()
-                    .filter(|id| here.iter().any(|d| &d.id == id))
-                    .collect(),
-            )
+            crate::knowledge::store::existing_dataset_ids(&conn, &wanted).map_err(AppError::from)
         })
         .await?;
     if dataset_ids.is_empty() {
