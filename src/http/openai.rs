@@ -55,25 +55,15 @@ pub(crate) fn completion_id(prefix: &str) -> String {
     )
 }
 
-/// Refuses keys without the `inference` scope (app keys reach `/v1` only to call their app).
-fn require_inference_scope(ctx: &TenantCtx) -> ApiResult<()> {
+/// Checks that the caller may use the models of this tenant: a key needs the `inference` scope (an
+/// app key reaches `/v1` only to call its app, through `http::apps::chat`, which checks its own access).
+fn admit(ctx: &TenantCtx) -> ApiResult<()> {
     if let crate::identity::principal::Caller::Key(key) = &ctx.caller {
         if !key.can_infer() {
             return Err(crate::identity::IdentityError::NoInferenceScope.into());
         }
     }
-    Ok(())
-}
-
-/// Checks that the caller may run inference in this tenant. An app key (scope `app:{id}`) gets here
-/// only through its app, whose handler checked it (`http::apps::reach`); the `/v1` model routes refuse
-/// it first ([`require_inference_scope`]).
-fn admit(ctx: &TenantCtx) -> ApiResult<()> {
-    let app_key = matches!(&ctx.caller, crate::identity::principal::Caller::Key(key)
-        if key.has_app_scope() && !key.can_infer() && !key.has_general_scope());
-    if !app_key {
-        ctx.require(Action::Read)?;
-    }
+    ctx.require(Action::Read)?;
     ctx.ensure_writable()?;
     Ok(())
 }
@@ -119,7 +109,6 @@ pub async fn models(state: web::Data<AppState>, ctx: TenantCtx) -> ApiResult<Htt
             return Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})));
         }
     }
-    require_inference_scope(&ctx)?;
     admit(&ctx)?;
     let created = unix_now();
     let data = state
@@ -445,7 +434,8 @@ pub(crate) struct Started {
     pub(crate) model: String,
 }
 
-/// Tokenises, checks the context window and the quotas, and queues the generation.
+/// Tokenises, checks the context window and the quotas, and queues the generation. The caller has
+/// checked that `ctx` may use the model (`admit`, or an app's own access rules).
 pub(crate) async fn start_generation(
     state: web::Data<AppState>,
     ctx: TenantCtx,
@@ -456,7 +446,6 @@ pub(crate) async fn start_generation(
     sampling: &Sampling,
     default_max: Option<u64>,
 ) -> ApiResult<Started> {
-    admit(&ctx)?;
     let config = state.inference.config().clone();
     let handle = state
         .inference
@@ -767,7 +756,7 @@ pub async fn chat_completions(
         )
         .await;
     }
-    require_inference_scope(&ctx)?;
+    admit(&ctx)?;
     if let Some(route) = remote_route(&state, &body) {
         chat_messages(&request.messages)?;
         return remote::complete(state, ctx, route?, "/chat/completions", body).await;
@@ -800,7 +789,7 @@ pub async fn completions(
     body: web::Json<serde_json::Value>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
-    require_inference_scope(&ctx)?;
+    admit(&ctx)?;
     let request: CompletionRequest = typed(&body)?;
     if let Some(route) = remote_route(&state, &body) {
         return remote::complete(state, ctx, route?, "/completions", body).await;
@@ -870,7 +859,6 @@ pub async fn embeddings(
     ctx: TenantCtx,
     body: web::Json<serde_json::Value>,
 ) -> ApiResult<HttpResponse> {
-    require_inference_scope(&ctx)?;
     admit(&ctx)?;
     let body = body.into_inner();
     let request: EmbeddingRequest = typed(&body)?;

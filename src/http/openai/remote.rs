@@ -155,7 +155,7 @@ impl Drop for StreamMetering {
     }
 }
 
-/// A chat or text completion by a provider.
+/// A chat or text completion by a provider (the caller was admitted by the `/v1` handler).
 pub async fn complete(
     state: web::Data<AppState>,
     ctx: TenantCtx,
@@ -163,7 +163,6 @@ pub async fn complete(
     path: &'static str,
     mut body: Value,
 ) -> ApiResult<HttpResponse> {
-    super::admit(&ctx)?;
     let prompt_text = if path == "/chat/completions" {
         text_of(&body["messages"])
     } else {
@@ -275,14 +274,13 @@ pub async fn complete(
     Ok(super::event_stream_response(body))
 }
 
-/// Embeddings by a provider.
+/// Embeddings by a provider (the caller was admitted by the `/v1` handler).
 pub async fn embed(
     state: web::Data<AppState>,
     ctx: TenantCtx,
     route: Route,
     body: Value,
 ) -> ApiResult<HttpResponse> {
-    super::admit(&ctx)?;
     let estimate = estimate_tokens(&text_of(&body["input"]));
     let reservation = gate::reserve(&state, &ctx, Metric::EmbeddingTokens, estimate).await?;
     let forwarding = route.clone();
