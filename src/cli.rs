@@ -15,6 +15,7 @@ use crate::db::system::{list_tenants, migrate_system, system_db_path, SystemDb};
 use crate::db::{open_connection, OpenMode};
 use crate::tenancy::{create_tenant, migrate_all_tenants, TenantId};
 
+mod backup;
 mod models;
 
 /// Enclave: a private AI platform for your own network, in one binary.
@@ -108,6 +109,10 @@ pub enum Command {
     /// Works without the server; a running server sees the change at its next start.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Encrypted backups: back up now (safe while the server runs), list, verify, restore into a new
+    /// data directory. The passphrase comes from ENCLAVE_BACKUP_PASSPHRASE or --passphrase-file.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// The knowledge-base search index of a tenant. Stop the server first: it takes the data
     /// directory's lock.
     #[command(subcommand)]
@@ -369,6 +374,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::License(command) => license_command(cli.load_config(None)?, command),
         Command::Models(command) => models::run(cli.load_config(None)?, command),
+        Command::Backup(command) => backup::run(cli.load_config(None)?, command),
         Command::Index(IndexCommand::Rebuild { tenant }) => {
             index_rebuild(cli.load_config(None)?, tenant)
         }

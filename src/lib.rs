@@ -20,6 +20,7 @@ compile_error!(
 pub mod app;
 pub mod apps;
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;

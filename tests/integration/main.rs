@@ -8,6 +8,7 @@ mod api_keys;
 mod apps;
 mod audit;
 mod auth;
+mod backup;
 mod cli;
 mod directory;
 mod embeddings;
