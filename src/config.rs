@@ -38,6 +38,8 @@ pub mod env {
     pub const TRUST_PROXY: &str = "ENCLAVE_TRUST_PROXY";
     pub const AUDIT_RETENTION_DAYS: &str = "ENCLAVE_AUDIT_RETENTION_DAYS";
     pub const WEBHOOK_ALLOW_PRIVATE: &str = "ENCLAVE_WEBHOOK_ALLOW_PRIVATE";
+    /// The backup passphrase (read by `enclave backup`, never part of the configuration).
+    pub const BACKUP_PASSPHRASE: &str = "ENCLAVE_BACKUP_PASSPHRASE";
 
     /// Every variable above; anything else starting with `ENCLAVE_` earns a warning.
     pub const ALL: &[&str] = &[
@@ -58,6 +60,7 @@ pub mod env {
         TRUST_PROXY,
         AUDIT_RETENTION_DAYS,
         WEBHOOK_ALLOW_PRIVATE,
+        BACKUP_PASSPHRASE,
     ];
 }
 

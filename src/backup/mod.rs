@@ -126,7 +126,7 @@ pub fn passphrase(file: Option<&Path>) -> Result<String, BackupError> {
         Some(path) => fs::read_to_string(path).map_err(|e| {
             BackupError::Invalid(format!("the passphrase file {}: {e}", path.display()))
         })?,
-        None => std::env::var("ENCLAVE_BACKUP_PASSPHRASE").map_err(|_| {
+        None => std::env::var(crate::config::env::BACKUP_PASSPHRASE).map_err(|_| {
             BackupError::Invalid(
                 "give the backup passphrase in ENCLAVE_BACKUP_PASSPHRASE or with --passphrase-file"
                     .into(),
@@ -235,35 +235,101 @@ fn available_bytes(dir: &Path) -> Result<u64, BackupError> {
     Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
 }
 
-/// Writes one file record, hashing as it goes.
-fn write_record(out: &mut impl Write, rel: &str, source: &Path) -> Result<Entry, BackupError> {
-    let mut file = File::open(source)?;
-    let size = file.metadata()?.len();
-    let path = rel.as_bytes();
-    let path_len = u16::try_from(path.len())
-        .map_err(|_| BackupError::Invalid(format!("path too long: {rel}")))?;
-    out.write_all(&[RECORD_FILE])?;
-    out.write_all(&path_len.to_be_bytes())?;
-    out.write_all(path)?;
-    out.write_all(&size.to_be_bytes())?;
-    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = size;
-    while left > 0 {
-        let want = buf.len().min(left as usize);
-        let n = file.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(BackupError::Io(format!("{rel} shrank while it was read")));
+/// What the reading thread hands the writing one: a file's start, its bytes, its hash.
+enum Piece {
+    Start { rel: String, size: u64 },
+    Data(Vec<u8>),
+    End(String),
+}
+
+/// Reads and hashes `sources` on its own thread, handing their bytes over a bounded channel (at most
+/// 16 pieces of 256 KiB in flight), so reading and hashing overlap compression and encryption.
+fn read_sources(
+    sources: Vec<(String, PathBuf)>,
+) -> (
+    std::sync::mpsc::Receiver<Result<Piece, BackupError>>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(16);
+    let reader = std::thread::spawn(move || {
+        for (rel, path) in sources {
+            let sent = (|| {
+                let mut file = File::open(&path)?;
+                let size = file.metadata()?.len();
+                if tx
+                    .send(Ok(Piece::Start {
+                        rel: rel.clone(),
+                        size,
+                    }))
+                    .is_err()
+                {
+                    return Ok(false);
+                }
+                let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+                let mut left = size;
+                while left > 0 {
+                    let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        return Err(BackupError::Io(format!("{rel} shrank while it was read")));
+                    }
+                    buf.truncate(n);
+                    hash.update(&buf);
+                    left -= n as u64;
+                    if tx.send(Ok(Piece::Data(buf))).is_err() {
+                        return Ok(false);
+                    }
+                }
+                Ok(tx.send(Ok(Piece::End(sha256_hex(hash)))).is_ok())
+            })();
+            match sent {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
         }
-        hash.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    Ok(Entry {
-        path: rel.to_string(),
-        size,
-        sha256: sha256_hex(hash),
-    })
+    });
+    (rx, reader)
+}
+
+/// Writes the records of `sources` (path in the backup, path on disk) into `out`; their entries.
+fn write_records(
+    out: &mut impl Write,
+    sources: Vec<(String, PathBuf)>,
+) -> Result<Vec<Entry>, BackupError> {
+    let (pieces, reader) = read_sources(sources);
+    let mut entries = Vec::new();
+    let mut current: Option<(String, u64)> = None;
+    let result = (|| {
+        for piece in &pieces {
+            match piece? {
+                Piece::Start { rel, size } => {
+                    let path_len = u16::try_from(rel.len())
+                        .map_err(|_| BackupError::Invalid(format!("path too long: {rel}")))?;
+                    out.write_all(&[RECORD_FILE])?;
+                    out.write_all(&path_len.to_be_bytes())?;
+                    out.write_all(rel.as_bytes())?;
+                    out.write_all(&size.to_be_bytes())?;
+                    current = Some((rel, size));
+                }
+                Piece::Data(bytes) => out.write_all(&bytes)?,
+                Piece::End(sha256) => {
+                    let (path, size) = current
+                        .take()
+                        .ok_or_else(|| BackupError::Io("a file ended before it began".into()))?;
+                    entries.push(Entry { path, size, sha256 });
+                }
+            }
+        }
+        Ok::<_, BackupError>(())
+    })();
+    // Dropping the receiver stops the reader if writing failed.
+    drop(pieces);
+    let _ = reader.join();
+    result.map(|()| entries)
 }
 
 /// What kind of backup this is (recorded in the header).
@@ -401,18 +467,13 @@ fn create_with(
         let (encrypting, _) =
             EncryptingWriter::new(file, passphrase.as_bytes(), header, iterations)?;
         let mut zstd = zstd::stream::write::Encoder::new(encrypting, 3)?;
-        let mut entries = Vec::new();
-        let mut content_bytes = 0u64;
-        for db in &databases {
-            let entry = write_record(&mut zstd, &db.path, &staging.join(&db.path))?;
-            content_bytes += entry.size;
-            entries.push(entry);
-        }
-        for (rel, path) in &files {
-            let entry = write_record(&mut zstd, rel, path)?;
-            content_bytes += entry.size;
-            entries.push(entry);
-        }
+        let sources: Vec<(String, PathBuf)> = databases
+            .iter()
+            .map(|db| (db.path.clone(), staging.join(&db.path)))
+            .chain(files.iter().cloned())
+            .collect();
+        let entries = write_records(&mut zstd, sources)?;
+        let content_bytes = entries.iter().map(|e| e.size).sum::<u64>();
         let manifest = Manifest {
             format: 1,
             app_version: crate::VERSION.to_string(),
