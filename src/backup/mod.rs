@@ -229,6 +229,21 @@ fn snapshot_database(source: &Path, target: &Path) -> Result<(u32, String), Back
     Ok((version, at))
 }
 
+/// Removes what an interrupted backup (killed, power lost) left in `dir`: `*.partial` files and
+/// staging copies. Called under the lock, so no backup is writing them.
+fn remove_leftovers(dir: &Path) -> Result<(), BackupError> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(PARTIAL_SUFFIX) {
+            fs::remove_file(entry.path())?;
+        } else if name.starts_with(".staging-") && entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Bytes free for an unprivileged writer in `dir`.
 fn available_bytes(dir: &Path) -> Result<u64, BackupError> {
     let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| BackupError::Io(e.to_string()))?;
@@ -387,6 +402,7 @@ fn create_with(
     }
     fs::create_dir_all(out_dir)?;
     let _lock = lock(out_dir)?;
+    remove_leftovers(out_dir)?;
     let installation_id = {
         let conn = rusqlite::Connection::open_with_flags(
             &system_db,
@@ -814,8 +830,22 @@ mod tests {
             .expect("sql");
         fs::write(data.join("tenants/acme/files/ab/doc.txt"), b"uploaded file").expect("write");
         let out = dir.path().join("backups");
+        // What a backup killed mid-way leaves: never listed, removed by the next backup.
+        fs::create_dir_all(out.join(".staging-enclave-old-manual/tenants")).expect("mkdir");
+        fs::write(
+            out.join(format!("enclave-old-manual{PARTIAL_SUFFIX}")),
+            b"ENCLBAK1 cut",
+        )
+        .expect("write");
+        assert!(list(&out).expect("list").is_empty());
         let created =
             create_with(&data, &out, "correct horse battery", Kind::Manual, 1000).expect("backup");
+        let names: Vec<String> = fs::read_dir(&out)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+            .filter(|n| n != ".lock")
+            .collect();
+        assert_eq!(names.len(), 1, "only the new backup remains: {names:?}");
         assert_eq!((created.entries, created.databases), (3, 2));
         assert_eq!(list(&out).expect("list").len(), 1);
         let checked = verify(&created.path, "correct horse battery").expect("verify");
