@@ -288,9 +288,10 @@ pub async fn serve(
 
     // Cron jobs: each directory's synchronisation on its own schedule.
     if let Err(e) = state.scheduler.start().await {
-        tracing::error!(error = %e, "the job scheduler did not start: directory synchronisation will not run on schedule");
+        tracing::error!(error = %e, "the job scheduler did not start: directory synchronisation and backups will not run on schedule");
     }
     crate::directory::sync::schedule_all(&state).await;
+    crate::backup::service::schedule(&state).await;
 
     // Knowledge-base ingestion: resumes unfinished documents, then takes new uploads.
     crate::knowledge::ingest::Ingestor::start(state.clone());

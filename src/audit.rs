@@ -26,7 +26,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub struct Actor {
     /// `user`, `key`, `system` or `anonymous`.
     pub kind: &'static str,
-    /// Username, `key:<id>`, `cli`, or the name a failed sign-in tried.
+    /// Username, `key:<id>`, `cli`, `scheduler`, or the name a failed sign-in tried.
     pub name: String,
     pub ip: String,
     pub user_agent: String,
@@ -57,6 +57,17 @@ impl Actor {
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
             request_id: crate::error::current_request_id().unwrap_or_default(),
+        }
+    }
+
+    /// The server's own scheduled jobs.
+    pub fn scheduler() -> Actor {
+        Actor {
+            kind: "system",
+            name: "scheduler".into(),
+            ip: "local".into(),
+            user_agent: String::new(),
+            request_id: String::new(),
         }
     }
 

@@ -75,6 +75,7 @@ pub struct Config {
     pub usage: UsageConfig,
     pub inference: InferenceConfig,
     pub knowledge: KnowledgeConfig,
+    pub backup: BackupConfig,
     pub log: LogConfig,
 }
 
@@ -212,6 +213,42 @@ impl Default for KnowledgeConfig {
             max_segments_per_document: 20_000,
             embedding_batch: 32,
         }
+    }
+}
+
+/// Scheduled backups (docs/backup.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where backups are written [default: <data>/backups].
+    pub dir: Option<PathBuf>,
+    /// A file holding the backup passphrase; without it (or `ENCLAVE_BACKUP_PASSPHRASE`) the server
+    /// takes no scheduled backups.
+    pub passphrase_file: Option<PathBuf>,
+    /// When scheduled backups run: six cron fields, UTC (`sec min hour day month weekday`); empty: never.
+    pub schedule: String,
+    /// Scheduled backups kept: the newest of each of this many days…
+    pub keep_daily: usize,
+    /// …and of each of this many ISO weeks. Manual and pre-upgrade backups are never pruned.
+    pub keep_weekly: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: None,
+            passphrase_file: None,
+            schedule: "0 0 3 * * *".into(),
+            keep_daily: 7,
+            keep_weekly: 4,
+        }
+    }
+}
+
+impl BackupConfig {
+    /// The backup directory of `data_dir`.
+    pub fn dir_for(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("backups"))
     }
 }
 
@@ -483,6 +520,24 @@ impl Config {
             value,
             message: message.to_string(),
         };
+        if !self.backup.schedule.trim().is_empty() {
+            if let Err(e) = crate::scheduler::parse(&self.backup.schedule) {
+                return Err(bad(
+                    "backup.schedule",
+                    self.backup.schedule.clone(),
+                    &format!(
+                        "not a six-field cron expression (sec min hour day month weekday): {e}"
+                    ),
+                ));
+            }
+        }
+        if self.backup.keep_daily + self.backup.keep_weekly == 0 {
+            return Err(bad(
+                "backup.keep_daily",
+                "0".into(),
+                "keep at least one scheduled backup (keep_daily or keep_weekly above 0)",
+            ));
+        }
         self.listen_addr()?;
         if self.server.max_body_bytes < 1024 {
             return Err(bad(
@@ -748,6 +803,21 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 
 # Segments embedded together in one batch during ingestion.
 # embedding_batch = 32
+
+[backup]
+# dir: where backups are written, e.g. "/var/backups/enclave" (default: <data>/backups).
+
+# passphrase_file: a file (mode 0600) holding the backup passphrase, e.g.
+# "/etc/enclave/backup-passphrase". Without it, or ENCLAVE_BACKUP_PASSPHRASE, the server takes no
+# scheduled backups; `enclave backup now` still works.
+
+# When scheduled backups run: six cron fields, UTC (sec min hour day month weekday); "" turns them off.
+# schedule = "0 0 3 * * *"
+
+# Scheduled backups kept: the newest of each of the last keep_daily days and keep_weekly ISO weeks.
+# Manual and pre-upgrade backups are never pruned.
+# keep_daily = 7
+# keep_weekly = 4
 
 [log]
 # error, warn, info, debug, trace, or a filter such as "info,enclave=debug".

@@ -182,6 +182,12 @@ error_codes! {
     EndUserNotFound = (NOT_FOUND, "end_user_not_found"),
     /// No prompt version with this number for this app.
     PromptVersionNotFound = (NOT_FOUND, "prompt_version_not_found"),
+    /// No finished backup with this file name in the backup directory.
+    BackupNotFound = (NOT_FOUND, "backup_not_found"),
+    /// Another backup or restore is running.
+    BackupBusy = (CONFLICT, "backup_busy"),
+    /// The backup cannot be used: damaged, incomplete, not a backup, newer than this binary, or the passphrase does not open it.
+    BackupInvalid = (UNPROCESSABLE_ENTITY, "backup_invalid"),
     /// The server is starting or shutting down.
     NotReady = (SERVICE_UNAVAILABLE, "not_ready"),
     /// The database is busy or unavailable; retry shortly.

@@ -1,5 +1,5 @@
 //! Recurring jobs on cron expressions, run by tokio-cron-scheduler: each directory's synchronisation
-//! (and, later, scheduled backups). A job is known by its owner's key (`directory:<id>`):
+//! and the scheduled backups. A job is known by its owner's key (`directory:<id>`, `backup`):
 //! [`Scheduler::schedule`] replaces the key's job when its expression changes and
 //! [`Scheduler::unschedule`] removes it, so a schedule saved through the API applies at once, without
 //! a restart. Expressions have six fields (`sec min hour day-of-month month day-of-week`, UTC) and are

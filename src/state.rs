@@ -33,6 +33,8 @@ pub struct AppState {
     pub scheduler: Arc<crate::scheduler::Scheduler>,
     /// The knowledge-base ingestion queue (its worker is started by `app::serve`).
     pub ingest: Arc<crate::knowledge::ingest::Ingestor>,
+    /// The outcome of the latest backup runs (scheduled or asked for through the API).
+    pub backups: Arc<crate::backup::service::Status>,
     /// Failed sign-in counters.
     pub login_throttle: Arc<LoginThrottle>,
     /// Bounds concurrent argon2 work so sign-in storms cannot exhaust memory or CPU.
@@ -66,6 +68,7 @@ impl AppState {
             inference,
             scheduler: Arc::new(crate::scheduler::Scheduler::default()),
             ingest: Arc::new(crate::knowledge::ingest::Ingestor::default()),
+            backups: Arc::new(crate::backup::service::Status::default()),
             login_throttle: Arc::new(LoginThrottle::default()),
             password_hashes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_HASHES)),
             ready: Arc::new(AtomicBool::new(false)),

@@ -15,6 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod archive;
+pub mod service;
 
 use archive::{DecryptingReader, EncryptingWriter, Header, Kdf};
 

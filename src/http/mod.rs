@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod datasets;
 pub mod directories;
 pub mod health;
@@ -74,6 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     usage::configure(cfg);
     directories::configure(cfg);
     providers::configure(cfg);
+    backups::configure(cfg);
 }
 
 /// A resource whose unsupported methods answer `405` in the house error shape.

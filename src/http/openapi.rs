@@ -129,6 +129,10 @@ pub struct ErrorDetail {
         super::datasets::get_job,
         super::datasets::cancel_job,
         super::datasets::search_datasets,
+        super::backups::list,
+        super::backups::create,
+        super::backups::verify,
+        super::backups::download,
         super::apps::list,
         super::apps::create,
         super::apps::get,
@@ -170,6 +174,7 @@ pub struct ErrorDetail {
         (name = "inference", description = "The OpenAI-compatible API of the local models, under /v1: use an API key with the `inference` scope as the bearer token (OpenAI clients: `base_url=http://host:8080/v1`). A person signed in names the tenant in the `Enclave-Tenant` header."),
         (name = "knowledge", description = "Knowledge bases: datasets of documents, uploads and their ingestion, chunk previews and search (keyword, semantic, hybrid). Keys: `datasets:read` / `datasets:write` (or `read` / `write`). See docs/knowledge.md."),
         (name = "apps", description = "Chat apps: configured, versioned prompts over a model and knowledge bases; chat (blocking or streamed), conversations, feedback, logs, annotations, end users (GDPR). App keys (scope `app:{id}`) reach one app. See docs/apps.md."),
+        (name = "backups", description = "Encrypted backups (system administrators): the list, the schedule and the last runs, back up now, verify, download. Restore is a command: `enclave backup restore`. See docs/backup.md."),
         (name = "api-keys", description = "API keys of a tenant, for automation: send `Authorization: Bearer ek_live_…` or `X-API-Key`. A key acts in its own tenant only, with its scopes."),
     )
 )]

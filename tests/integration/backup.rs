@@ -270,3 +270,121 @@ fn a_backup_taken_under_writes_restores_into_a_working_installation_and_damage_i
     assert!(err.contains("at least 12"), "{err}");
     drop(original);
 }
+
+#[test]
+fn the_server_takes_scheduled_backups_prunes_them_and_admins_back_up_verify_and_download() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let data = cwd.path().join("data");
+    let passphrase_file = cwd.path().join("backup-passphrase");
+    std::fs::write(&passphrase_file, format!("{PASSPHRASE}\n")).expect("write");
+    let config = cwd.path().join("enclave.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backup]\npassphrase_file = \"{}\"\nschedule = \"*/3 * * * * *\"\nkeep_daily = 1\nkeep_weekly = 1\n",
+            passphrase_file.display()
+        ),
+    )
+    .expect("write config");
+    let options = Options {
+        args: vec!["--config".into(), config.display().to_string()],
+        ..Options::default()
+    };
+    let server = Server::spawn(cwd, data, options);
+    assert_eq!(server.create_tenant("acme").status, 201);
+
+    // Scheduled runs: several within the same day, of which retention keeps the newest.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let overview = loop {
+        let overview = server.get("/api/v1/backups").json();
+        let pruned = overview["last_run"]["pruned"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if overview["last_run"]["ok"] == true && pruned > 0 {
+            break overview;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pruned scheduled run: {overview}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(overview["last_run"]["kind"], "scheduled", "{overview}");
+    assert_eq!(overview["passphrase_configured"], true);
+    assert!(overview["next_run"].is_string(), "{overview}");
+    let scheduled = overview["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .filter(|b| b["kind"] == "scheduled")
+        .count();
+    assert!(
+        scheduled <= 2,
+        "retention keeps one (a run may be finishing): {overview}"
+    );
+
+    // A manual backup (retried while a scheduled one holds the lock).
+    let mut tries = 0;
+    let created = loop {
+        let reply = server.post_json("/api/v1/backups", &json!({}));
+        if reply.status == 409 && tries < 10 {
+            assert_eq!(reply.error_code(), "backup_busy");
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        break reply.json();
+    };
+    assert_eq!(created["kind"], "manual");
+    let file = created["file"].as_str().expect("file").to_string();
+    // Manual backups survive later scheduled runs.
+    std::thread::sleep(Duration::from_secs(7));
+    let overview = server.get("/api/v1/backups").json();
+    assert!(
+        overview["backups"]
+            .as_array()
+            .expect("backups")
+            .iter()
+            .any(|b| b["file"] == file.as_str() && b["kind"] == "manual"),
+        "{overview}"
+    );
+    let verified = server.post_json(&format!("/api/v1/backups/{file}/verify"), &json!({}));
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    assert_eq!(verified.json()["databases"], 2, "{}", verified.body);
+    let admin = server.admin.clone().expect("admin");
+    let mut response = agent()
+        .get(&server.url(&format!("/api/v1/backups/{file}")))
+        .header("cookie", &admin.cookie)
+        .call()
+        .expect("download");
+    assert_eq!(response.status(), 200);
+    let downloaded = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .expect("body");
+    let on_disk = std::fs::read(server.data_dir.join("backups").join(&file)).expect("file");
+    assert!(downloaded.starts_with(b"ENCLBAK1"));
+    assert_eq!(downloaded, on_disk);
+    for bad in ["nothing.enclave-backup", "..%2Fsystem.db", "system.db"] {
+        let reply = server.post_json(&format!("/api/v1/backups/{bad}/verify"), &json!({}));
+        assert_eq!(reply.status, 404, "{bad}: {}", reply.body);
+    }
+    // Only system administrators.
+    let someone = server.user("someone");
+    assert_eq!(server.get_as("/api/v1/backups", Some(&someone)).status, 403);
+    // Audited: the scheduler's runs and the administrator's.
+    let audit = server.get("/api/v1/audit?action=backup.create").json();
+    let actors: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert!(
+        actors.contains(&"scheduler") && actors.contains(&"admin"),
+        "{audit}"
+    );
+}
