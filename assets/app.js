@@ -22,6 +22,7 @@ import { Models } from './pages/models.js';
 import { Playground } from './pages/playground.js';
 import { Knowledge } from './pages/knowledge.js';
 import { Apps } from './pages/apps.js';
+import { Backups } from './pages/backups.js';
 
 const ROUTES = [
   { path: '/', title: 'Overview', view: Overview, nav: true },
@@ -35,6 +36,7 @@ const ROUTES = [
   { path: '/usage', title: 'Usage', view: UsageOverview, nav: true, admin: true },
   { path: '/audit', title: 'Audit log', view: SystemAudit, nav: true, admin: true },
   { path: '/license', title: 'Licence', view: License, nav: true, admin: true },
+  { path: '/backups', title: 'Backups', view: Backups, nav: true, admin: true },
   { path: '/api-docs', title: 'API reference', view: ApiDocs, nav: true },
   { path: '/login', title: 'Sign in', view: Login, nav: false, public: true },
   { path: '/account/password', title: 'Password', view: ChangePassword, nav: false },

@@ -14,14 +14,15 @@ const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
 /**
  * Starts the server on a fresh data directory; resolves to `{ base, dataDir, stop }`. With `modelsDir`,
- * the data directory's `models` links to it (the fetched default models).
+ * the data directory's `models` links to it (the fetched default models); `env` adds variables to the
+ * server's environment (such as ENCLAVE_BACKUP_PASSPHRASE, which the caller's own ENCLAVE_* never reach).
  */
-export async function startServer({ modelsDir } = {}) {
+export async function startServer({ modelsDir, env: extraEnv = {} } = {}) {
   const bin = process.env.ENCLAVE_BIN;
   assert.ok(bin, 'ENCLAVE_BIN must point to the enclave binary (scripts/test.sh sets it)');
   const dataDir = mkdtempSync(join(tmpdir(), 'enclave-ui-data-'));
   if (modelsDir) symlinkSync(modelsDir, join(dataDir, 'models'));
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ENCLAVE_')));
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ENCLAVE_'))), ...extraEnv };
   const server = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   server.stderr.on('data', (d) => { stderr += d; });
