@@ -50,6 +50,27 @@ pub struct Header {
     pub chunk_bytes: u32,
 }
 
+impl Header {
+    /// A header for a new archive; [`EncryptingWriter::new`] fills in the key derivation, the wrapped
+    /// key and the chunk size.
+    pub fn new(created_at: &str, installation_id: &str, kind: &str) -> Header {
+        Header {
+            format: 1,
+            created_at: created_at.into(),
+            installation_id: installation_id.into(),
+            app_version: crate::VERSION.to_string(),
+            kind: kind.into(),
+            kdf: Kdf {
+                algorithm: String::new(),
+                iterations: 0,
+                salt: String::new(),
+            },
+            wrapped_key: String::new(),
+            chunk_bytes: 0,
+        }
+    }
+}
+
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
@@ -372,20 +393,7 @@ mod tests {
     use super::*;
 
     fn header() -> Header {
-        Header {
-            format: 1,
-            created_at: "2026-11-25T00:00:00Z".into(),
-            installation_id: "inst".into(),
-            app_version: "test".into(),
-            kind: "manual".into(),
-            kdf: Kdf {
-                algorithm: String::new(),
-                iterations: 0,
-                salt: String::new(),
-            },
-            wrapped_key: String::new(),
-            chunk_bytes: 0,
-        }
+        Header::new("2026-11-25T00:00:00Z", "inst", "manual")
     }
 
     fn seal(content: &[u8]) -> Vec<u8> {

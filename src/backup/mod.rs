@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub mod archive;
 pub mod service;
 
-use archive::{DecryptingReader, EncryptingWriter, Header, Kdf};
+use archive::{DecryptingReader, EncryptingWriter, Header};
 
 /// The file name suffix of a finished backup.
 pub const SUFFIX: &str = ".enclave-backup";
@@ -467,20 +467,7 @@ fn create_with(
             });
         }
         let file = BufWriter::with_capacity(256 * 1024, File::create(&partial)?);
-        let header = Header {
-            format: 1,
-            created_at: created_at.clone(),
-            installation_id: installation_id.clone(),
-            app_version: crate::VERSION.to_string(),
-            kind: kind.as_str().into(),
-            kdf: Kdf {
-                algorithm: String::new(),
-                iterations: 0,
-                salt: String::new(),
-            },
-            wrapped_key: String::new(),
-            chunk_bytes: 0,
-        };
+        let header = Header::new(&created_at, &installation_id, kind.as_str());
         let (encrypting, _) =
             EncryptingWriter::new(file, passphrase.as_bytes(), header, iterations)?;
         let mut zstd = zstd::stream::write::Encoder::new(encrypting, 3)?;

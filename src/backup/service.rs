@@ -252,26 +252,13 @@ pub fn prune_list(listed: &[Listed], keep_daily: usize, keep_weekly: usize) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::archive::{Header, Kdf};
+    use crate::backup::archive::Header;
 
     fn listed(created_at: &str, kind: &str) -> Listed {
         Listed {
             path: PathBuf::from(format!("{created_at}-{kind}")),
             bytes: 1,
-            header: Some(Header {
-                format: 1,
-                created_at: created_at.into(),
-                installation_id: String::new(),
-                app_version: String::new(),
-                kind: kind.into(),
-                kdf: Kdf {
-                    algorithm: String::new(),
-                    iterations: 0,
-                    salt: String::new(),
-                },
-                wrapped_key: String::new(),
-                chunk_bytes: 0,
-            }),
+            header: Some(Header::new(created_at, "", kind)),
         }
     }
 
