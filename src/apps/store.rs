@@ -96,7 +96,6 @@ pub fn name_taken(conn: &Connection, name: &str) -> Result<bool, AppError> {
 
 /// A new app's values.
 pub struct NewApp<'a> {
-    pub id: &'a str,
     pub name: &'a str,
     pub description: &'a str,
     pub config: &'a AppConfig,
@@ -108,18 +107,19 @@ pub struct NewApp<'a> {
 /// Creates an app with its first prompt version (unpublished).
 pub fn insert_app(tx: &Transaction, app: &NewApp<'_>) -> Result<App, AppError> {
     check_name_free(tx, app.name, "")?;
+    let id = super::new_id();
     let at = now();
     tx.execute(
         "INSERT INTO apps (id, name, description, config, prompt_version, published, created_by, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 1, 0, ?5, ?6, ?6)",
-        params![app.id, app.name, app.description, to_json(app.config), app.created_by, at],
+        params![id, app.name, app.description, to_json(app.config), app.created_by, at],
     )?;
     tx.execute(
         "INSERT INTO app_prompt_versions (app_id, version, system_template, user_template, note, created_by, created_at)
          VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6)",
-        params![app.id, app.prompt.system, app.prompt.user, app.note, app.created_by, at],
+        params![id, app.prompt.system, app.prompt.user, app.note, app.created_by, at],
     )?;
-    get_app(tx, app.id)
+    get_app(tx, &id)
 }
 
 /// Changes an app's name, description, settings and published state.
@@ -288,15 +288,15 @@ pub fn list_conversations(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Starts a conversation with the id its first answer announced (and records the end user's visit).
+/// Starts a conversation (and records the end user's visit).
 pub fn create_conversation(
     tx: &Transaction,
-    id: &str,
     app_id: &str,
     end_user: &str,
     source: Source,
     name: &str,
 ) -> Result<Conversation, AppError> {
+    let id = super::new_id();
     let at = now();
     tx.execute(
         "INSERT INTO conversations (id, app_id, end_user, source, name, message_count, created_at, updated_at)
@@ -309,7 +309,7 @@ pub fn create_conversation(
          ON CONFLICT (app_id, end_user) DO UPDATE SET last_seen = excluded.last_seen",
         params![app_id, end_user, at],
     )?;
-    get_conversation(tx, app_id, id, end_user)
+    get_conversation(tx, app_id, &id, end_user)
 }
 
 pub fn rename_conversation(

@@ -277,11 +277,9 @@ pub async fn create(
     let app = ctx
         .run(move |db| {
             db.write(|tx| {
-                let id = apps::new_id();
                 let app = store::insert_app(
                     tx,
                     &NewApp {
-                        id: &id,
                         name: &name,
                         description: &description,
                         config: &config,
@@ -629,11 +627,9 @@ pub async fn import(
     let app = ctx
         .run(move |db| {
             db.write(|tx| {
-                let id = apps::new_id();
                 let app = store::insert_app(
                     tx,
                     &NewApp {
-                        id: &id,
                         name: &name,
                         description: &description,
                         config: &config,

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::models::fetched_models;
+use crate::inference::models_server;
 
 const HANDBOOK: &str = "# Northwind Facilities Handbook
 
@@ -35,31 +35,7 @@ const QUESTION: &str = "What is the door code of the Zephyr Lounge?";
 
 /// A server with the fetched models loaded and tenants `eng` and `ops`.
 fn apps_server() -> Server {
-    let cwd = tempfile::tempdir().expect("tempdir");
-    let data = cwd.path().join("data");
-    std::fs::create_dir_all(&data).expect("mkdir");
-    std::os::unix::fs::symlink(fetched_models(), data.join("models")).expect("link models");
-    let server = Server::spawn(cwd, data, Options::default());
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let models = server.get("/api/v1/models").json();
-        let states: Vec<&str> = models["models"]
-            .as_array()
-            .expect("models")
-            .iter()
-            .map(|m| m["state"].as_str().unwrap_or_default())
-            .collect();
-        if states.len() == 2 && states.iter().all(|s| *s == "ready") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline && !states.contains(&"failed"),
-            "models not ready: {models}\n{}",
-            server.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(server.create_tenant("eng").status, 201);
+    let server = models_server("");
     assert_eq!(server.create_tenant("ops").status, 201);
     server
 }

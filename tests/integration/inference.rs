@@ -11,7 +11,7 @@ use crate::models::fetched_models;
 
 /// A server whose data directory links the fetched models, with extra config (TOML) if given; waits
 /// until every model is loaded. Tenant `eng` exists.
-fn models_server(config: &str) -> Server {
+pub(crate) fn models_server(config: &str) -> Server {
     let cwd = tempfile::tempdir().expect("tempdir");
     let data = cwd.path().join("data");
     std::fs::create_dir_all(&data).expect("mkdir");

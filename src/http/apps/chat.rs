@@ -614,17 +614,13 @@ async fn begin(state: web::Data<AppState>, ctx: TenantCtx, ask: Ask) -> ApiResul
     let conversation_id = match conversation {
         Some(c) => c.id,
         None => {
-            let id = apps::new_id();
             let (app_id, user, source) = (app.id.clone(), ask.end_user.clone(), ask.source);
             let name: String = query.chars().take(60).collect();
-            let created = id.clone();
             ctx.run(move |db| {
-                db.write(|tx| {
-                    store::create_conversation(tx, &created, &app_id, &user, source, &name)
-                })
+                db.write(|tx| store::create_conversation(tx, &app_id, &user, source, &name))
             })
-            .await?;
-            id
+            .await?
+            .id
         }
     };
     let prompt_tokens = generation.as_ref().map_or(0, Producer::prompt_tokens);
