@@ -20,10 +20,10 @@ use actix_web::{web, App, HttpServer};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::{Config, ConfigError};
-use crate::db::system::{migrate_system, SystemDb};
+use crate::db::system::SystemDb;
 use crate::db::{DbError, DbOptions};
 use crate::state::AppState;
-use crate::tenancy::{migrate_all_tenants, TenantError, TenantRegistry};
+use crate::tenancy::{TenantError, TenantRegistry};
 
 /// The Content-Security-Policy of every response: the UI loads nothing from elsewhere and runs no inline code.
 pub const CONTENT_SECURITY_POLICY: &str =
@@ -48,8 +48,16 @@ pub enum StartupError {
     Tenant(#[from] TenantError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Upgrade(Box<crate::upgrade::UpgradeError>),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<crate::upgrade::UpgradeError> for StartupError {
+    fn from(e: crate::upgrade::UpgradeError) -> Self {
+        StartupError::Upgrade(Box::new(e))
+    }
 }
 
 /// Creates the data directory (mode 0750) if needed and checks that it is a writable directory.
@@ -112,9 +120,21 @@ pub fn prepare(config: Config) -> Result<(AppState, DataDirLock), StartupError> 
     prepare_data_dir(&data_dir)?;
     let lock = lock_data_dir(&data_dir)?;
     let options = db_options(&config);
-    let report = migrate_system(&data_dir, &options, false)?;
-    for (version, name) in &report.applied {
-        tracing::info!(version, name = %name, "system migration applied");
+    // Migrations, if this binary brings any, run behind a pre-upgrade backup and a trial run.
+    let upgraded = crate::upgrade::upgrade(
+        &data_dir,
+        &options,
+        crate::upgrade::PreUpgradeBackup::Take(&config.backup),
+    )?;
+    for (db, report) in upgraded
+        .system
+        .iter()
+        .map(|r| ("system.db", r))
+        .chain(upgraded.tenants.iter().map(|(id, r)| (id.as_str(), r)))
+    {
+        for (version, name) in &report.applied {
+            tracing::info!(db, version, name = %name, "migration applied");
+        }
     }
     let system = Arc::new(SystemDb::open(&data_dir, &options)?);
     let instance = system.record_start()?;
@@ -123,16 +143,11 @@ pub fn prepare(config: Config) -> Result<(AppState, DataDirLock), StartupError> 
         // Printed once, to the console only (never to the log).
         println!("\n{notice}\n");
     }
-    let tenants = system.list_tenants()?;
-    let reports = migrate_all_tenants(&data_dir, &tenants, &options, false)?;
-    let migrated = reports
-        .iter()
-        .filter(|(_, r)| !r.applied.is_empty())
-        .count();
     tracing::info!(
-        tenants = tenants.len(),
-        migrated,
-        "tenant databases checked"
+        tenants = upgraded.tenants.len(),
+        migrated = upgraded.migrated(),
+        pre_upgrade_backup = ?upgraded.backup,
+        "databases checked"
     );
     let license = Arc::new(crate::license::manager::LicenseManager::load(
         system.clone(),
@@ -247,6 +262,17 @@ pub async fn serve(
     println!("Enclave is listening on {url}");
     tracing::info!(%url, version = crate::VERSION, data_dir = %state.config.storage.data_dir.display(), "server started");
     crate::notify::ready(&format!("listening on {url}"));
+    // A successful start on restored data: the tenant directories an in-place restore set aside go.
+    match crate::backup::in_place::remove_replaced(&state.config.storage.data_dir) {
+        Ok(removed) => {
+            for dir in removed {
+                tracing::info!(dir = %dir.display(), "removed the files replaced by a tenant restore");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the files replaced by a tenant restore could not be removed")
+        }
+    }
 
     let watchdog_state = state.clone();
     let watchdog = crate::notify::watchdog_interval().map(|every| {

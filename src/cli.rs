@@ -4,7 +4,7 @@
 //! Each command loads the configuration the same way (see [`crate::config`]), so `--config`,
 //! `--data-dir` and the `ENCLAVE_*` variables mean the same thing everywhere.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -78,10 +78,21 @@ pub enum Command {
     ///
     /// The server does this at start-up too; run it by hand to see what an upgrade will change.
     /// Stop the server first: migrate takes the data directory's lock.
+    ///
+    /// When migrations are pending on existing data, a pre-upgrade backup is taken first (configured
+    /// [backup] dir and passphrase), and every migration of every database is tried and rolled back
+    /// before any is applied: if one fails, nothing changes.
     Migrate {
         /// Only list the migrations that would run.
         #[arg(long)]
         dry_run: bool,
+        /// A pre-upgrade backup of this installation that was just taken (`backup now
+        /// --pre-upgrade`), instead of taking another.
+        #[arg(long, value_name = "FILE", conflicts_with = "no_backup")]
+        backup_taken: Option<PathBuf>,
+        /// Migrate without a pre-upgrade backup (you accept the risk).
+        #[arg(long)]
+        no_backup: bool,
     },
     /// Check the installation (data directory, database integrity, models, disk, clock).
     ///
@@ -326,7 +337,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_FILE));
             init(&cli, &out, *force, *config_only)
         }
-        Command::Migrate { dry_run } => migrate(cli.load_config(None)?, *dry_run),
+        Command::Migrate {
+            dry_run,
+            backup_taken,
+            no_backup,
+        } => {
+            let protection = match (backup_taken, no_backup) {
+                (Some(file), _) => Protection::Taken(file.clone()),
+                (None, true) => Protection::Skip,
+                (None, false) => Protection::Take,
+            };
+            migrate(cli.load_config(None)?, *dry_run, protection)
+        }
         Command::Doctor => {
             let loaded = cli.load_config(None)?;
             init_cli_logging(&loaded);
@@ -640,19 +662,65 @@ fn print_report(label: &str, report: &crate::db::migrate::MigrationReport, dry_r
     }
 }
 
-fn migrate(loaded: LoadedConfig, dry_run: bool) -> Result<ExitCode, CliError> {
+/// How `enclave migrate` protects an upgrade (see [`crate::upgrade::PreUpgradeBackup`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Protection {
+    Take,
+    Taken(PathBuf),
+    RestoredFrom(PathBuf),
+    Skip,
+}
+
+fn migrate(
+    loaded: LoadedConfig,
+    dry_run: bool,
+    protection: Protection,
+) -> Result<ExitCode, CliError> {
     init_cli_logging(&loaded);
     let config = &loaded.config;
     let data_dir = &config.storage.data_dir;
     let options = app::db_options(config);
-    let _lock = if dry_run {
-        None
-    } else {
-        app::prepare_data_dir(data_dir)?;
-        Some(app::lock_data_dir(data_dir)?)
+    if dry_run {
+        return migrate_dry_run(data_dir, &options);
+    }
+    app::prepare_data_dir(data_dir)?;
+    let _lock = app::lock_data_dir(data_dir)?;
+    let protection = match &protection {
+        Protection::Take => crate::upgrade::PreUpgradeBackup::Take(&config.backup),
+        Protection::Taken(file) => crate::upgrade::PreUpgradeBackup::Taken(file),
+        Protection::RestoredFrom(file) => crate::upgrade::PreUpgradeBackup::RestoredFrom(file),
+        Protection::Skip => crate::upgrade::PreUpgradeBackup::Skip,
     };
-    let report = migrate_system(data_dir, &options, dry_run)?;
-    print_report("system.db", &report, dry_run);
+    let report =
+        crate::upgrade::upgrade(data_dir, &options, protection).map_err(StartupError::from)?;
+    if let (
+        Some(path),
+        crate::upgrade::PreUpgradeBackup::Take(_) | crate::upgrade::PreUpgradeBackup::Taken(_),
+    ) = (&report.backup, protection)
+    {
+        println!("pre-upgrade backup: {}", path.display());
+    }
+    if let Some(system) = &report.system {
+        print_report("system.db", system, false);
+    }
+    let mut current = 0;
+    for (id, report) in &report.tenants {
+        if report.applied.is_empty() {
+            current += 1;
+        } else {
+            print_report(id, report, false);
+        }
+    }
+    println!(
+        "{} tenant database(s): {current} already current",
+        report.tenants.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate_dry_run(data_dir: &Path, options: &crate::db::DbOptions) -> Result<ExitCode, CliError> {
+    let report = migrate_system(data_dir, options, true)?;
+    print_report("system.db", &report, true);
     if !system_db_path(data_dir).exists() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -663,13 +731,13 @@ fn migrate(loaded: LoadedConfig, dry_run: bool) -> Result<ExitCode, CliError> {
     )?;
     let tenants = list_tenants(&conn).map_err(crate::db::DbError::from)?;
     drop(conn);
-    let reports = migrate_all_tenants(data_dir, &tenants, &options, dry_run)?;
+    let reports = migrate_all_tenants(data_dir, &tenants, options, true)?;
     let mut current = 0;
     for (id, report) in &reports {
         if report.applied.is_empty() {
             current += 1;
         } else {
-            print_report(&format!("tenant {id}"), report, dry_run);
+            print_report(&format!("tenant {id}"), report, true);
         }
     }
     println!(

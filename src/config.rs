@@ -231,6 +231,11 @@ pub struct BackupConfig {
     pub keep_daily: usize,
     /// …and of each of this many ISO weeks. Manual and pre-upgrade backups are never pruned.
     pub keep_weekly: usize,
+    /// When the restore drill verifies the newest backup (six cron fields, UTC); empty: never.
+    pub drill_schedule: String,
+    /// Where a failed backup or drill is reported (JSON POST), if anywhere. SSRF-guarded like the
+    /// usage alert webhook (`usage.webhook_allow_private`).
+    pub alert_webhook_url: Option<String>,
 }
 
 impl Default for BackupConfig {
@@ -241,6 +246,8 @@ impl Default for BackupConfig {
             schedule: "0 0 3 * * *".into(),
             keep_daily: 7,
             keep_weekly: 4,
+            drill_schedule: "0 30 4 * * 0".into(),
+            alert_webhook_url: None,
         }
     }
 }
@@ -531,6 +538,22 @@ impl Config {
                 ));
             }
         }
+        if !self.backup.drill_schedule.trim().is_empty() {
+            if let Err(e) = crate::scheduler::parse(&self.backup.drill_schedule) {
+                return Err(bad(
+                    "backup.drill_schedule",
+                    self.backup.drill_schedule.clone(),
+                    &format!(
+                        "not a six-field cron expression (sec min hour day month weekday): {e}"
+                    ),
+                ));
+            }
+        }
+        if let Some(url) = &self.backup.alert_webhook_url {
+            if let Err(e) = crate::usage::webhook::parse_target(url) {
+                return Err(bad("backup.alert_webhook_url", url.clone(), &e.to_string()));
+            }
+        }
         if self.backup.keep_daily + self.backup.keep_weekly == 0 {
             return Err(bad(
                 "backup.keep_daily",
@@ -818,6 +841,16 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 # Manual and pre-upgrade backups are never pruned.
 # keep_daily = 7
 # keep_weekly = 4
+
+# The restore drill: when the newest backup is decrypted and checked in full (six cron fields, UTC;
+# default Sundays 04:30); "" turns it off.
+# drill_schedule = "0 30 4 * * 0"
+
+# alert_webhook_url: where a failed backup or restore drill is reported (a JSON POST), e.g.
+# "https://alerts.example.com/hooks/enclave" (default: nowhere).
+
+# The schedules, retention and alert URL can also be changed on the Backups page; saved there, they
+# take precedence over this file.
 
 [log]
 # error, warn, info, debug, trace, or a filter such as "info,enclave=debug".

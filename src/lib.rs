@@ -8,6 +8,8 @@
 //!   `TenantCtx` extractor that is the only road from an HTTP handler to tenant data.
 //! - [`app`] builds the actix application and runs the server with graceful shutdown.
 //! - [`http`] holds the route handlers, one module per resource; [`ui`] serves the embedded web UI.
+//! - [`upgrade`] brings an installation's databases to this binary's schemas: pre-upgrade backup, a
+//!   trial run of every migration, then the migrations.
 //! - [`license`] verifies signed offline licences and evaluates the licence state (pure; not yet wired in).
 //! - [`error`] is the one error catalogue and the one place errors become HTTP responses.
 
@@ -15,6 +17,12 @@
 #[cfg(all(feature = "test-license-key", not(debug_assertions)))]
 compile_error!(
     "the `test-license-key` feature is for tests only: release builds cannot trust the test licence key"
+);
+
+// Upgrade-test builds carry extra migrations (tests/fixtures/migrations/) for the packaging tests.
+#[cfg(all(feature = "test-upgrade-migration", not(debug_assertions)))]
+compile_error!(
+    "the `test-upgrade-migration` and `test-failing-migration` features are for tests only"
 );
 
 pub mod app;
@@ -42,10 +50,20 @@ pub mod telemetry;
 pub mod tenancy;
 pub mod time_util;
 pub mod ui;
+pub mod upgrade;
 pub mod usage;
 
 /// The version of this build, as reported by `enclave version`, `/api/v1/system/info` and the migrations table.
+#[cfg(not(feature = "test-upgrade-migration"))]
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Upgrade-test builds call themselves newer (build metadata), as a real upgrade would.
+#[cfg(all(
+    feature = "test-upgrade-migration",
+    not(feature = "test-failing-migration")
+))]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+test-upgrade");
+#[cfg(feature = "test-failing-migration")]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+test-failing");
 
 #[cfg(test)]
 mod house_rules {

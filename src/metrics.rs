@@ -38,6 +38,21 @@ pub struct Gauges {
     pub tenants: u64,
     pub uptime: Duration,
     pub ready: bool,
+    pub backup: BackupGauges,
+}
+
+/// The state of backups, for alerting rules (e.g. no successful backup for 26 hours).
+#[derive(Debug, Default, Clone)]
+pub struct BackupGauges {
+    /// When the newest finished backup in the backup directory was made (Unix seconds).
+    pub newest_unix: Option<i64>,
+    pub count: usize,
+    /// Whether the last run since start succeeded; `None` before the first.
+    pub last_run_ok: Option<bool>,
+    pub last_failure_unix: Option<i64>,
+    /// Whether the last restore drill since start succeeded, and when it ran.
+    pub last_drill_ok: Option<bool>,
+    pub last_drill_unix: Option<i64>,
 }
 
 /// The process-wide registry.
@@ -185,6 +200,46 @@ impl Metrics {
             "1 when the server is ready to serve, 0 while starting or stopping.",
             u8::from(gauges.ready).to_string(),
         );
+        let backup = &gauges.backup;
+        let optional = [
+            (
+                "enclave_backup_newest_timestamp_seconds",
+                "When the newest finished backup was made (Unix time).",
+                backup.newest_unix,
+            ),
+            (
+                "enclave_backup_last_run_success",
+                "1 if the last backup run since start succeeded, 0 if it failed.",
+                backup.last_run_ok.map(i64::from),
+            ),
+            (
+                "enclave_backup_last_failure_timestamp_seconds",
+                "When the last failed backup run since start ended (Unix time).",
+                backup.last_failure_unix,
+            ),
+            (
+                "enclave_backup_drill_last_success",
+                "1 if the last restore drill since start verified the newest backup, 0 if not.",
+                backup.last_drill_ok.map(i64::from),
+            ),
+            (
+                "enclave_backup_drill_last_timestamp_seconds",
+                "When the last restore drill since start ended (Unix time).",
+                backup.last_drill_unix,
+            ),
+        ];
+        for (name, help, value) in optional {
+            if let Some(value) = value {
+                scalar(&mut out, name, "gauge", help, value.to_string());
+            }
+        }
+        scalar(
+            &mut out,
+            "enclave_backups",
+            "gauge",
+            "Finished backups in the backup directory.",
+            backup.count.to_string(),
+        );
         let _ = writeln!(out, "# HELP enclave_build_info Build information.");
         let _ = writeln!(out, "# TYPE enclave_build_info gauge");
         let _ = writeln!(
@@ -219,6 +274,7 @@ mod tests {
             tenants: 4,
             uptime: Duration::from_secs(5),
             ready: true,
+            backup: BackupGauges::default(),
         });
         assert!(text
             .contains("enclave_http_requests_total{method=\"GET\",route=\"/a\",status=\"200\"} 2"));

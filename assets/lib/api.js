@@ -2,11 +2,13 @@
 // the server's error code, message and request id (or a network failure) for display.
 
 export class ApiError extends Error {
-  constructor(status, code, message, requestId) {
+  constructor(status, code, message, requestId, param = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.requestId = requestId;
+    // The request field the error is about, when the server names one (forms show it there).
+    this.param = param;
   }
 }
 
@@ -66,6 +68,7 @@ async function errorOf(response, path) {
     err ? err.code : 'http_' + response.status,
     err ? err.message : 'The server answered ' + response.status + ' ' + response.statusText,
     (err && err.request_id) || response.headers.get('X-Request-Id'),
+    (err && err.param) || null,
   );
 }
 

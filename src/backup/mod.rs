@@ -15,7 +15,10 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod archive;
+pub mod in_place;
+pub mod secrets;
 pub mod service;
+pub mod settings;
 
 use archive::{DecryptingReader, EncryptingWriter, Header};
 
@@ -55,12 +58,17 @@ pub enum BackupError {
         found: u32,
         known: u32,
     },
+    #[error("no space left on the device: {0}")]
+    DiskFull(String),
     #[error("{0}")]
     Io(String),
 }
 
 impl From<io::Error> for BackupError {
     fn from(e: io::Error) -> Self {
+        if e.raw_os_error() == Some(nix::libc::ENOSPC) {
+            return BackupError::DiskFull(e.to_string());
+        }
         BackupError::Io(e.to_string())
     }
 }
@@ -366,6 +374,16 @@ impl Kind {
     }
 }
 
+/// New archives need a passphrase of at least [`MIN_PASSPHRASE_CHARS`] characters.
+fn check_passphrase(passphrase: &str) -> Result<(), BackupError> {
+    if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+        return Err(BackupError::Invalid(format!(
+            "the backup passphrase must have at least {MIN_PASSPHRASE_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Backs up `data_dir` into a new file in `out_dir`, while the server may be running.
 pub fn create(
     data_dir: &Path,
@@ -389,11 +407,7 @@ fn create_with(
     kind: Kind,
     iterations: u32,
 ) -> Result<Created, BackupError> {
-    if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
-        return Err(BackupError::Invalid(format!(
-            "the backup passphrase must have at least {MIN_PASSPHRASE_CHARS} characters"
-        )));
-    }
+    check_passphrase(passphrase)?;
     let system_db = crate::db::system::system_db_path(data_dir);
     if !system_db.is_file() {
         return Err(BackupError::Invalid(format!(
@@ -442,7 +456,15 @@ fn create_with(
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .collect();
-    let name = format!("enclave-{stamp}-{}", kind.as_str());
+    // Two backups in one second (a failed upgrade, then another) must not overwrite each other.
+    let base = format!("enclave-{stamp}-{}", kind.as_str());
+    let name = (1..)
+        .map(|n| match n {
+            1 => base.clone(),
+            n => format!("{base}-{n}"),
+        })
+        .find(|name| !out_dir.join(format!("{name}{SUFFIX}")).exists())
+        .unwrap_or(base);
     let staging = out_dir.join(format!(".staging-{name}"));
     let partial = out_dir.join(format!("{name}{PARTIAL_SUFFIX}"));
     let result = (|| {
@@ -466,36 +488,14 @@ fn create_with(
                 snapshot_at: at,
             });
         }
-        let file = BufWriter::with_capacity(256 * 1024, File::create(&partial)?);
-        let header = Header::new(&created_at, &installation_id, kind.as_str());
-        let (encrypting, _) =
-            EncryptingWriter::new(file, passphrase.as_bytes(), header, iterations)?;
-        let mut zstd = zstd::stream::write::Encoder::new(encrypting, 3)?;
         let sources: Vec<(String, PathBuf)> = databases
             .iter()
             .map(|db| (db.path.clone(), staging.join(&db.path)))
             .chain(files.iter().cloned())
             .collect();
-        let entries = write_records(&mut zstd, sources)?;
-        let content_bytes = entries.iter().map(|e| e.size).sum::<u64>();
-        let manifest = Manifest {
-            format: 1,
-            app_version: crate::VERSION.to_string(),
-            created_at: created_at.clone(),
-            installation_id: installation_id.clone(),
-            entries,
-            databases,
-        };
-        let json = serde_json::to_vec(&manifest).map_err(|e| BackupError::Io(e.to_string()))?;
-        zstd.write_all(&[RECORD_MANIFEST])?;
-        zstd.write_all(&(json.len() as u32).to_be_bytes())?;
-        zstd.write_all(&json)?;
-        let encrypting = zstd.finish()?;
-        let file = encrypting.finish()?;
-        let file = file
-            .into_inner()
-            .map_err(|e| BackupError::Io(e.to_string()))?;
-        file.sync_all()?;
+        let header = Header::new(&created_at, &installation_id, kind.as_str());
+        let (manifest, content_bytes) =
+            write_archive(&partial, passphrase, header, iterations, sources, databases)?;
         Ok::<_, BackupError>((manifest, content_bytes))
     })();
     let _ = fs::remove_dir_all(&staging);
@@ -503,7 +503,13 @@ fn create_with(
         Ok(done) => done,
         Err(e) => {
             let _ = fs::remove_file(&partial);
-            return Err(e);
+            return Err(match e {
+                BackupError::DiskFull(_) => BackupError::DiskFull(format!(
+                    "{} filled up during the backup; the partial file was removed",
+                    out_dir.display()
+                )),
+                e => e,
+            });
         }
     };
     let path = out_dir.join(format!("{name}{SUFFIX}"));
@@ -518,6 +524,43 @@ fn create_with(
     })
 }
 
+/// Writes one archive file: the header, then `sources` (path in the archive, path on disk) and the
+/// manifest as records, compressed and encrypted; synced before it returns.
+fn write_archive(
+    target: &Path,
+    passphrase: &str,
+    header: Header,
+    iterations: u32,
+    sources: Vec<(String, PathBuf)>,
+    databases: Vec<DatabaseInfo>,
+) -> Result<(Manifest, u64), BackupError> {
+    let file = BufWriter::with_capacity(256 * 1024, File::create(target)?);
+    let (created_at, installation_id) = (header.created_at.clone(), header.installation_id.clone());
+    let (encrypting, _) = EncryptingWriter::new(file, passphrase.as_bytes(), header, iterations)?;
+    let mut zstd = zstd::stream::write::Encoder::new(encrypting, 3)?;
+    let entries = write_records(&mut zstd, sources)?;
+    let content_bytes = entries.iter().map(|e| e.size).sum::<u64>();
+    let manifest = Manifest {
+        format: 1,
+        app_version: crate::VERSION.to_string(),
+        created_at,
+        installation_id,
+        entries,
+        databases,
+    };
+    let json = serde_json::to_vec(&manifest).map_err(|e| BackupError::Io(e.to_string()))?;
+    zstd.write_all(&[RECORD_MANIFEST])?;
+    zstd.write_all(&(json.len() as u32).to_be_bytes())?;
+    zstd.write_all(&json)?;
+    let encrypting = zstd.finish()?;
+    let file = encrypting.finish()?;
+    let file = file
+        .into_inner()
+        .map_err(|e| BackupError::Io(e.to_string()))?;
+    file.sync_all()?;
+    Ok((manifest, content_bytes))
+}
+
 /// Reads a backup's records, giving each file's content to `on_file` (which must read all of it),
 /// and checks every size and hash against the manifest at the end.
 fn read_records(
@@ -525,7 +568,10 @@ fn read_records(
     passphrase: &str,
     mut on_file: impl FnMut(&str, &mut dyn Read) -> Result<(), BackupError>,
 ) -> Result<Checked, BackupError> {
-    let input = BufReader::with_capacity(256 * 1024, File::open(file)?);
+    let input = BufReader::with_capacity(
+        256 * 1024,
+        File::open(file).map_err(|e| BackupError::Io(format!("{}: {e}", file.display())))?,
+    );
     let (decrypting, header) = DecryptingReader::open(input, passphrase.as_bytes())?;
     let mut zstd = zstd::stream::read::Decoder::new(decrypting)?;
     let result = (|| {
@@ -749,6 +795,19 @@ pub fn restore(file: &Path, passphrase: &str, into: &Path) -> Result<Checked, Ba
     let _ = fs::remove_file(into.join(".lock"));
     crate::db::fsync_dir(into)?;
     Ok(checked)
+}
+
+/// The plain header of a finished backup file (no passphrase needed): who made it, when, what kind.
+pub fn read_header(path: &Path) -> Result<Header, BackupError> {
+    if !path.to_string_lossy().ends_with(SUFFIX) {
+        return Err(BackupError::Invalid(format!(
+            "{} is not a finished backup (its name does not end in {SUFFIX})",
+            path.display()
+        )));
+    }
+    let file =
+        File::open(path).map_err(|e| BackupError::Invalid(format!("{}: {e}", path.display())))?;
+    Ok(archive::read_header(&mut BufReader::new(file))?.0)
 }
 
 /// A finished backup in a directory.

@@ -1,6 +1,11 @@
-//! Backups inside the server: scheduled runs (a job of [`crate::scheduler`] on `backup.schedule`),
-//! runs asked for through the API, retention of scheduled backups, and the last run's outcome for the
-//! API. One run at a time (the backup directory's lock); every run is audited in `system.db`.
+//! Backups inside the server: scheduled runs (a job of [`crate::scheduler`] on the backup schedule),
+//! runs asked for through the API, retention of scheduled backups, the weekly restore drill (the
+//! newest backup decrypted and checked in full), and the last outcomes for the API and `/metrics`.
+//! One run at a time (the backup directory's lock); every run and drill is audited in `system.db`; a
+//! failed one is logged as an error and posted to the alert webhook, if one is set.
+//!
+//! The settings in effect are the configuration's `[backup]` with the ones saved from the browser
+//! ([`super::settings`]) on top: [`effective`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -40,39 +45,144 @@ fn error_text<S: serde::Serializer>(
     }
 }
 
-/// The outcome of the latest runs, for the API.
+/// How a restore drill ended.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DrillReport {
+    pub started_at: String,
+    pub finished_at: String,
+    pub ok: bool,
+    /// The backup verified (the newest one).
+    pub file: Option<String>,
+    pub duration_ms: u64,
+    pub files_checked: Option<usize>,
+    pub databases_checked: Option<usize>,
+    /// Why it failed (also: no backup to verify).
+    pub error: Option<String>,
+}
+
+/// The outcome of the latest runs, for the API and `/metrics`.
 #[derive(Default)]
 pub struct Status {
     last: Mutex<Option<RunReport>>,
     last_failure: Mutex<Option<RunReport>>,
+    last_success: Mutex<Option<RunReport>>,
+    last_drill: Mutex<Option<DrillReport>>,
+}
+
+/// Reads a slot of [`Status`], whatever a panicking writer left.
+fn read<T: Clone>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn write<T>(slot: &Mutex<Option<T>>, value: T) {
+    *slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value);
 }
 
 impl Status {
+    pub fn last_success(&self) -> Option<RunReport> {
+        read(&self.last_success)
+    }
+
+    pub fn last_drill(&self) -> Option<DrillReport> {
+        read(&self.last_drill)
+    }
+
     pub fn last(&self) -> Option<RunReport> {
-        self.last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        read(&self.last)
     }
 
     pub fn last_failure(&self) -> Option<RunReport> {
-        self.last_failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        read(&self.last_failure)
     }
 
     fn record(&self, report: &RunReport) {
-        *self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report.clone());
-        if !report.ok {
-            *self
-                .last_failure
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report.clone());
+        write(&self.last, report.clone());
+        if report.ok {
+            write(&self.last_success, report.clone());
+        } else {
+            write(&self.last_failure, report.clone());
         }
+    }
+
+    fn record_drill(&self, report: &DrillReport) {
+        write(&self.last_drill, report.clone());
+    }
+}
+
+/// The backup settings in effect: the configuration's, with those saved from the browser on top.
+pub fn effective(config: &BackupConfig, system: &crate::db::system::SystemDb) -> BackupConfig {
+    match system.db.read(super::settings::load) {
+        Ok(Some(saved)) => saved.apply_to(config),
+        Ok(None) => config.clone(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the saved backup settings cannot be read; using the configuration's");
+            config.clone()
+        }
+    }
+}
+
+/// Verifies the newest backup in the backup directory in full (the restore drill), blocking.
+pub fn drill(config: &BackupConfig, data_dir: &Path, status: &Status) -> DrillReport {
+    let started = std::time::Instant::now();
+    let mut report = DrillReport {
+        started_at: crate::time_util::now_rfc3339(),
+        finished_at: String::new(),
+        ok: false,
+        file: None,
+        duration_ms: 0,
+        files_checked: None,
+        databases_checked: None,
+        error: None,
+    };
+    let result = (|| {
+        let passphrase = passphrase(config)?;
+        let newest = super::list(&config.dir_for(data_dir))?
+            .into_iter()
+            .find(|b| {
+                b.header
+                    .as_ref()
+                    .is_some_and(|h| h.kind != super::secrets::SECRETS_KIND)
+            })
+            .ok_or_else(|| BackupError::Invalid("there is no backup to verify".into()))?;
+        report.file = newest
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string());
+        super::verify(&newest.path, &passphrase)
+    })();
+    match result {
+        Ok(checked) => {
+            report.ok = true;
+            report.files_checked = Some(checked.manifest.entries.len());
+            report.databases_checked = Some(checked.manifest.databases.len());
+        }
+        Err(e) => report.error = Some(e.to_string()),
+    }
+    report.finished_at = crate::time_util::now_rfc3339();
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    status.record_drill(&report);
+    report
+}
+
+/// Posts a failure to the alert webhook, if one is set (in the background).
+fn alert(state: &AppState, config: &BackupConfig, event: &str, error: &str, file: Option<&str>) {
+    if let Some(url) = &config.alert_webhook_url {
+        crate::usage::webhook::send(
+            "backup alert",
+            url.clone(),
+            state.config.usage.webhook_allow_private,
+            serde_json::json!({
+                "event": event,
+                "error": error,
+                "file": file,
+                "at": crate::time_util::now_rfc3339(),
+                "installation_id": state.instance.installation_id,
+            }),
+        );
     }
 }
 
@@ -146,11 +256,16 @@ pub async fn run_and_audit(
     kind: Kind,
     actor: crate::audit::Actor,
 ) -> Result<RunReport, crate::error::ApiError> {
-    let config = state.config.backup.clone();
+    let (configured, system) = (state.config.backup.clone(), state.system.clone());
+    let config = crate::db::run_blocking(move || {
+        Ok::<_, crate::error::ApiError>(effective(&configured, &system))
+    })
+    .await?;
     let data_dir = state.config.storage.data_dir.clone();
     let status = state.backups.clone();
+    let settings = config.clone();
     let report = crate::db::run_blocking(move || {
-        Ok::<_, crate::error::ApiError>(run(&config, &data_dir, kind, &status))
+        Ok::<_, crate::error::ApiError>(run(&settings, &data_dir, kind, &status))
     })
     .await?;
     let system = state.system.clone();
@@ -178,25 +293,100 @@ pub async fn run_and_audit(
     if !report.ok {
         if let Some(e) = &report.error {
             tracing::error!(kind = %report.kind, error = %e, "backup failed");
+            alert(
+                state,
+                &config,
+                "backup.failed",
+                &e.to_string(),
+                report.file.as_deref(),
+            );
         }
     }
     Ok(report)
 }
 
-/// Puts the scheduled backup on the scheduler (when a passphrase is configured and a schedule set).
+/// Runs the restore drill on the blocking pool, audits it (`backup.drill`) and alerts on failure.
+pub async fn drill_and_audit(
+    state: &AppState,
+    actor: crate::audit::Actor,
+) -> Result<DrillReport, crate::error::ApiError> {
+    let (configured, system) = (state.config.backup.clone(), state.system.clone());
+    let data_dir = state.config.storage.data_dir.clone();
+    let status = state.backups.clone();
+    let (config, report) = crate::db::run_blocking(move || {
+        let config = effective(&configured, &system);
+        let report = drill(&config, &data_dir, &status);
+        Ok::<_, crate::error::ApiError>((config, report))
+    })
+    .await?;
+    let system = state.system.clone();
+    let audited = report.clone();
+    crate::db::run_blocking(move || {
+        system.db.write(|tx| {
+            crate::audit::append(
+                tx,
+                &actor,
+                &crate::audit::Event {
+                    action: "backup.drill",
+                    target: audited.file.as_deref().unwrap_or(""),
+                    tenant_id: "",
+                    success: audited.ok,
+                    detail: serde_json::json!({
+                        "duration_ms": audited.duration_ms, "files_checked": audited.files_checked,
+                        "databases_checked": audited.databases_checked, "error": audited.error,
+                    }),
+                },
+            )
+            .map_err(crate::db::DbError::Sqlite)
+        })
+    })
+    .await?;
+    if let Some(e) = report.error.as_deref() {
+        tracing::error!(error = %e, file = ?report.file, "restore drill failed");
+        alert(
+            state,
+            &config,
+            "backup.drill_failed",
+            e,
+            report.file.as_deref(),
+        );
+    }
+    Ok(report)
+}
+
+/// Puts the scheduled backup and the restore drill on the scheduler with the settings in effect, or
+/// takes them off (no schedule, no passphrase). Called at start and whenever settings are saved.
 pub async fn schedule(state: &AppState) {
-    let expression = state.config.backup.schedule.trim().to_string();
-    if expression.is_empty() {
-        return;
-    }
-    if let Err(e) = passphrase(&state.config.backup) {
-        tracing::warn!("scheduled backups are off: {e}");
-        return;
-    }
+    let (configured, system) = (state.config.backup.clone(), state.system.clone());
+    let config = match crate::db::run_blocking(move || {
+        Ok::<_, crate::error::ApiError>(effective(&configured, &system))
+    })
+    .await
+    {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "backup settings unavailable; scheduled backups are off");
+            return;
+        }
+    };
+    let usable = match passphrase(&config) {
+        Ok(_) => true,
+        Err(e) => {
+            if !config.schedule.trim().is_empty() {
+                tracing::warn!("scheduled backups are off: {e}");
+            }
+            false
+        }
+    };
+    let (backup_at, drill_at) = if usable {
+        (config.schedule.clone(), config.drill_schedule.clone())
+    } else {
+        (String::new(), String::new())
+    };
     let s = state.clone();
     let result = state
         .scheduler
-        .schedule("backup", &expression, move || {
+        .schedule("backup", &backup_at, move || {
             let s = s.clone();
             async move {
                 let _ = run_and_audit(&s, Kind::Scheduled, crate::audit::Actor::scheduler()).await;
@@ -205,6 +395,19 @@ pub async fn schedule(state: &AppState) {
         .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "scheduled backups could not be put on the scheduler");
+    }
+    let s = state.clone();
+    let result = state
+        .scheduler
+        .schedule("backup-drill", &drill_at, move || {
+            let s = s.clone();
+            async move {
+                let _ = drill_and_audit(&s, crate::audit::Actor::scheduler()).await;
+            }
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "the restore drill could not be put on the scheduler");
     }
 }
 

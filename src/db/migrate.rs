@@ -27,6 +27,14 @@ struct SystemFiles;
 #[include = "*.sql"]
 struct TenantFiles;
 
+/// Upgrade-test builds (never released) carry one or two more migrations per kind, numbered after the
+/// real ones: `upgrade/{kind}.sql`, and with `test-failing-migration` also `failing/{kind}.sql`.
+#[cfg(feature = "test-upgrade-migration")]
+#[derive(RustEmbed)]
+#[folder = "tests/fixtures/migrations/"]
+#[include = "*.sql"]
+struct UpgradeTestFiles;
+
 /// One migration step.
 #[derive(Debug, Clone)]
 pub struct Migration {
@@ -95,6 +103,17 @@ pub struct MigrationReport {
     pub applied: Vec<(u32, String)>,
 }
 
+impl MigrationReport {
+    /// The report of a database already at the latest schema of `set`.
+    pub fn current(set: &MigrationSet) -> MigrationReport {
+        MigrationReport {
+            from: set.latest(),
+            to: set.latest(),
+            applied: Vec::new(),
+        }
+    }
+}
+
 impl MigrationSet {
     /// The migrations of `system.db`.
     pub fn system() -> Result<MigrationSet, MigrateError> {
@@ -107,6 +126,12 @@ impl MigrationSet {
     }
 
     fn from_embedded<F: RustEmbed>(kind: &'static str) -> Result<MigrationSet, MigrateError> {
+        let mut set = Self::from_files::<F>(kind)?;
+        set.append_test_migrations();
+        Ok(set)
+    }
+
+    fn from_files<F: RustEmbed>(kind: &'static str) -> Result<MigrationSet, MigrateError> {
         let mut migrations = Vec::new();
         for file in F::iter() {
             let bad = |detail: String| MigrateError::BadSet { kind, detail };
@@ -144,6 +169,31 @@ impl MigrationSet {
             }
         }
         Ok(MigrationSet { kind, migrations })
+    }
+
+    #[cfg(not(feature = "test-upgrade-migration"))]
+    fn append_test_migrations(&mut self) {}
+
+    #[cfg(feature = "test-upgrade-migration")]
+    fn append_test_migrations(&mut self) {
+        let mut variants = vec!["upgrade"];
+        if cfg!(feature = "test-failing-migration") {
+            variants.push("failing");
+        }
+        for variant in variants {
+            if let Some(file) = UpgradeTestFiles::get(&format!("{variant}/{}.sql", self.kind)) {
+                self.migrations.push(Migration {
+                    version: self.latest() + 1,
+                    name: format!("test_{variant}"),
+                    sql: Cow::Owned(String::from_utf8_lossy(&file.data).into_owned()),
+                });
+            }
+        }
+    }
+
+    /// The step that brings a database to `version`.
+    pub fn step(&self, version: u32) -> Option<&Migration> {
+        self.migrations.get(version.checked_sub(1)? as usize)
     }
 
     pub fn kind(&self) -> &'static str {
@@ -228,6 +278,22 @@ impl MigrationSet {
     /// Brings the database to [`Self::latest`] in one transaction: either every pending step is applied
     /// or, if one fails, none is and the database stays at the version it had. Re-running is a no-op.
     pub fn apply(&self, conn: &mut Connection, db: &Path) -> Result<MigrationReport, MigrateError> {
+        self.run(conn, db, true)
+    }
+
+    /// Runs every pending step exactly as [`Self::apply`] would, then rolls the transaction back: the
+    /// database is unchanged either way. An upgrade tries every database first, so that one failing
+    /// database cannot leave the others migrated.
+    pub fn trial(&self, conn: &mut Connection, db: &Path) -> Result<MigrationReport, MigrateError> {
+        self.run(conn, db, false)
+    }
+
+    fn run(
+        &self,
+        conn: &mut Connection,
+        db: &Path,
+        commit: bool,
+    ) -> Result<MigrationReport, MigrateError> {
         let db_name = db.display().to_string();
         let from = Self::current_version(conn, &db_name)?;
         let pending: Vec<Migration> = self.pending(conn, db)?.into_iter().cloned().collect();
@@ -276,6 +342,13 @@ impl MigrationSet {
             applied.push((m.version, m.name.clone()));
         }
         let to = self.latest();
+        if !commit {
+            tx.rollback().map_err(|e| MigrateError::Unreadable {
+                db: db_name.clone(),
+                cause: e.to_string(),
+            })?;
+            return Ok(MigrationReport { from, to, applied });
+        }
         tx.commit().map_err(|e| MigrateError::Failed {
             db: db_name.clone(),
             kind: self.kind,

@@ -1,11 +1,13 @@
-//! `/api/v1/backups` (system administrators): the backups in the backup directory, the schedule and
-//! the last runs, a backup now, verifying one, downloading one. See docs/backup.md.
+//! `/api/v1/backups` (system administrators): the backups in the backup directory, the settings in
+//! effect (schedules, retention, alert URL; editable) and the last runs and drill, a backup now, a
+//! restore drill now, verifying one, downloading one. See docs/backup.md.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use crate::audit::Actor;
-use crate::backup::service::RunReport;
+use crate::backup::service::{DrillReport, RunReport};
+use crate::backup::settings::Editable;
 use crate::backup::{self, BackupError, Kind};
 use crate::db::run_blocking;
 use crate::error::{ApiError, ApiResult, Code};
@@ -18,6 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(create)),
     )
+    .service(super::resource("/api/v1/backups/settings").route(web::put().to(save_settings)))
+    .service(super::resource("/api/v1/backups/drill").route(web::post().to(drill)))
     .service(super::resource("/api/v1/backups/{file}").route(web::get().to(download)))
     .service(super::resource("/api/v1/backups/{file}/verify").route(web::post().to(verify)));
 }
@@ -36,17 +40,30 @@ pub struct BackupItem {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct BackupOverview {
     pub dir: String,
-    /// The cron expression (six fields, UTC); empty: no scheduled backups.
-    pub schedule: String,
+    /// The settings in effect.
+    pub settings: Editable,
+    /// `saved` (changed on this page) or `config` (the configuration file's).
+    pub settings_source: &'static str,
     /// When the next scheduled backup runs; null when none will (no schedule or no passphrase).
     pub next_run: Option<String>,
+    /// When the next restore drill runs; null when none will.
+    pub next_drill: Option<String>,
     /// Whether a passphrase is configured (scheduled and API backups need one).
     pub passphrase_configured: bool,
-    pub keep_daily: usize,
-    pub keep_weekly: usize,
     pub last_run: Option<RunReport>,
     pub last_failure: Option<RunReport>,
+    pub last_drill: Option<DrillReport>,
     pub backups: Vec<BackupItem>,
+}
+
+/// When a schedule fires next, if backups can run at all.
+fn next(expression: &str, usable: bool) -> Option<String> {
+    if !usable || expression.trim().is_empty() {
+        return None;
+    }
+    crate::scheduler::parse(expression)
+        .ok()
+        .and_then(|s| crate::scheduler::next_run(&s))
 }
 
 fn backup_error(e: &BackupError) -> ApiError {
@@ -57,7 +74,7 @@ fn backup_error(e: &BackupError) -> ApiError {
         | BackupError::NotABackup
         | BackupError::TooNew { .. } => Code::BackupInvalid,
         BackupError::Busy(_) => Code::BackupBusy,
-        BackupError::NoSpace { .. } => Code::StorageFull,
+        BackupError::NoSpace { .. } | BackupError::DiskFull(_) => Code::StorageFull,
         BackupError::Invalid(_) => Code::InvalidRequest,
         BackupError::Crypto(_) | BackupError::Io(_) => Code::Internal,
     };
@@ -95,27 +112,28 @@ pub async fn list(
     _admin: SystemAdmin,
     state: web::Data<AppState>,
 ) -> ApiResult<web::Json<BackupOverview>> {
-    let config = state.config.backup.clone();
-    let dir = config.dir_for(&state.config.storage.data_dir);
+    let (configured, system) = (state.config.backup.clone(), state.system.clone());
+    let dir = configured.dir_for(&state.config.storage.data_dir);
     let listing = dir.clone();
-    let listed = run_blocking(move || backup::list(&listing).map_err(|e| backup_error(&e))).await?;
-    let passphrase_configured = backup::service::passphrase(&config).is_ok();
-    let next_run = if passphrase_configured && !config.schedule.trim().is_empty() {
-        crate::scheduler::parse(&config.schedule)
-            .ok()
-            .and_then(|s| crate::scheduler::next_run(&s))
-    } else {
-        None
-    };
+    let (saved, listed) = run_blocking(move || {
+        let saved = system.db.read(backup::settings::load)?;
+        let listed = backup::list(&listing).map_err(|e| backup_error(&e))?;
+        Ok::<_, ApiError>((saved, listed))
+    })
+    .await?;
+    let settings_source = if saved.is_some() { "saved" } else { "config" };
+    let settings = saved.unwrap_or_else(|| Editable::from_config(&configured));
+    let passphrase_configured = backup::service::passphrase(&configured).is_ok();
     Ok(web::Json(BackupOverview {
         dir: dir.display().to_string(),
-        schedule: config.schedule.clone(),
-        next_run,
+        next_run: next(&settings.schedule, passphrase_configured),
+        next_drill: next(&settings.drill_schedule, passphrase_configured),
+        settings,
+        settings_source,
         passphrase_configured,
-        keep_daily: config.keep_daily,
-        keep_weekly: config.keep_weekly,
         last_run: state.backups.last(),
         last_failure: state.backups.last_failure(),
+        last_drill: state.backups.last_drill(),
         backups: listed
             .into_iter()
             .map(|b| BackupItem {
@@ -265,5 +283,64 @@ fn file_stream(
                 )),
             }
         },
+    ))
+}
+
+/// Saves the backup settings (validated; they take precedence over the configuration file) and
+/// applies the schedules at once.
+#[utoipa::path(put, path = "/api/v1/backups/settings", tag = "backups", request_body = Editable,
+    responses((status = 200, body = Editable),
+        (status = 400, description = "a field is not valid (named in the message)", body = crate::http::openapi::ErrorResponse)))]
+pub async fn save_settings(
+    admin: SystemAdmin,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    body: web::Json<Editable>,
+) -> ApiResult<web::Json<Editable>> {
+    let settings = body
+        .into_inner()
+        .validate()
+        .map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string()).with_param(e.field))?;
+    let actor = Actor::person(&admin.user().username, &client, true);
+    let system = state.system.clone();
+    let saved = settings.clone();
+    run_blocking(move || {
+        system.db.write(|tx| {
+            backup::settings::save(tx, &saved, &actor.name).map_err(crate::db::DbError::Sqlite)?;
+            crate::audit::append(
+                tx,
+                &actor,
+                &crate::audit::Event {
+                    action: "backup.settings",
+                    target: "",
+                    tenant_id: "",
+                    success: true,
+                    detail: serde_json::json!({
+                        "schedule": saved.schedule, "keep_daily": saved.keep_daily,
+                        "keep_weekly": saved.keep_weekly, "drill_schedule": saved.drill_schedule,
+                        "alert_webhook": saved.alert_webhook_url.is_some(),
+                    }),
+                },
+            )
+            .map_err(crate::db::DbError::Sqlite)
+        })
+    })
+    .await?;
+    backup::service::schedule(&state).await;
+    Ok(web::Json(settings))
+}
+
+/// Runs the restore drill now: the newest backup decrypted and checked in full. Answers 200 with the
+/// outcome, failed or not (a failure is also audited and alerted).
+#[utoipa::path(post, path = "/api/v1/backups/drill", tag = "backups",
+    responses((status = 200, body = DrillReport)))]
+pub async fn drill(
+    admin: SystemAdmin,
+    state: web::Data<AppState>,
+    client: ClientInfo,
+) -> ApiResult<web::Json<DrillReport>> {
+    let actor = Actor::person(&admin.user().username, &client, true);
+    Ok(web::Json(
+        backup::service::drill_and_audit(&state, actor).await?,
     ))
 }

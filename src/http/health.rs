@@ -51,6 +51,32 @@ pub async fn metrics(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let tenants = run_blocking(move || system.count_tenants())
         .await
         .unwrap_or(0);
+    let dir = state.config.backup.dir_for(&state.config.storage.data_dir);
+    let listed = run_blocking(move || {
+        crate::backup::list(&dir).map_err(|e| crate::error::ApiError::internal(e.to_string()))
+    })
+    .await
+    .unwrap_or_default();
+    let unix = |at: &str| crate::time_util::parse_rfc3339(at).map(|t| t.unix_timestamp());
+    let backup = crate::metrics::BackupGauges {
+        newest_unix: listed
+            .iter()
+            .filter_map(|b| b.header.as_ref())
+            .filter(|h| h.kind != crate::backup::secrets::SECRETS_KIND)
+            .filter_map(|h| unix(&h.created_at))
+            .max(),
+        count: listed.len(),
+        last_run_ok: state.backups.last().map(|r| r.ok),
+        last_failure_unix: state
+            .backups
+            .last_failure()
+            .and_then(|r| unix(&r.finished_at)),
+        last_drill_ok: state.backups.last_drill().map(|r| r.ok),
+        last_drill_unix: state
+            .backups
+            .last_drill()
+            .and_then(|r| unix(&r.finished_at)),
+    };
     let gauges = Gauges {
         tenant_pools_open: state.tenants.live(),
         tenant_pools_high_water: state.tenants.high_water(),
@@ -58,6 +84,7 @@ pub async fn metrics(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
         tenants,
         uptime: state.started.elapsed(),
         ready: state.is_ready(),
+        backup,
     };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

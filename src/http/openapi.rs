@@ -133,6 +133,8 @@ pub struct ErrorDetail {
         super::backups::create,
         super::backups::verify,
         super::backups::download,
+        super::backups::save_settings,
+        super::backups::drill,
         super::apps::list,
         super::apps::create,
         super::apps::get,

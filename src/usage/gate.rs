@@ -317,6 +317,7 @@ async fn record_alerts(state: &AppState, ctx: &TenantCtx, metric: Metric, quota:
                     if inserted > 0 {
                         if let Some(url) = webhook_url.clone() {
                             crate::usage::webhook::send(
+                                "quota alert",
                                 url,
                                 allow_private,
                                 serde_json::json!({

@@ -116,13 +116,14 @@ fn loggable(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or("")
 }
 
-/// Sends an alert in the background (a thread per alert: alerts are rare).
-pub fn send(url: String, allow_private: bool, payload: serde_json::Value) {
+/// Sends an alert in the background (a thread per alert: alerts are rare). `what` names it in logs
+/// (`quota alert`, `backup alert`).
+pub fn send(what: &'static str, url: String, allow_private: bool, payload: serde_json::Value) {
     let spawned = std::thread::Builder::new()
-        .name("usage-webhook".into())
+        .name("alert-webhook".into())
         .spawn(move || {
             if let Err(e) = check(&url, allow_private) {
-                tracing::warn!(url = loggable(&url), error = %e, "quota alert webhook refused");
+                tracing::warn!(url = loggable(&url), error = %e, "{what} webhook refused");
                 return;
             }
             let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -133,15 +134,15 @@ pub fn send(url: String, allow_private: bool, payload: serde_json::Value) {
                 .into();
             match agent.post(&url).send_json(&payload) {
                 Ok(r) if r.status().is_success() => {
-                    tracing::info!(url = loggable(&url), "quota alert webhook delivered")
+                    tracing::info!(url = loggable(&url), "{what} webhook delivered")
                 }
                 Ok(r) => tracing::warn!(
                     url = loggable(&url),
                     status = r.status().as_u16(),
-                    "quota alert webhook answered with an error"
+                    "{what} webhook answered with an error"
                 ),
                 Err(e) => {
-                    tracing::warn!(url = loggable(&url), error = %e, "quota alert webhook failed")
+                    tracing::warn!(url = loggable(&url), error = %e, "{what} webhook failed")
                 }
             }
         });

@@ -33,6 +33,7 @@ pub fn enclave(cwd: &Path) -> Command {
 }
 
 /// How to start a server.
+#[derive(Clone)]
 pub struct Options {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
