@@ -748,19 +748,21 @@ fn migrate_dry_run(data_dir: &Path, options: &crate::db::DbOptions) -> Result<Ex
 }
 
 fn version() {
+    use std::io::Write;
     let system = crate::db::migrate::MigrationSet::system()
         .map(|s| s.latest())
         .unwrap_or(0);
     let tenant = crate::db::migrate::MigrationSet::tenant()
         .map(|s| s.latest())
         .unwrap_or(0);
-    println!("enclave {}", crate::VERSION);
-    println!("schema: system {system}, tenant {tenant}");
-    println!(
-        "target: {}-{}",
+    // Written without panicking when the reader goes away early (`enclave version | head -n 1`).
+    let text = format!(
+        "enclave {}\nschema: system {system}, tenant {tenant}\ntarget: {}-{}\n",
+        crate::VERSION,
         std::env::consts::ARCH,
         std::env::consts::OS
     );
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn open_system_for_cli(config: &Config) -> Result<SystemDb, CliError> {

@@ -75,6 +75,7 @@ enum Command {
 #[derive(Clone, Copy, ValueEnum)]
 enum EditionArg {
     Pro,
+    Business,
     Enterprise,
 }
 
@@ -82,6 +83,7 @@ impl From<EditionArg> for Edition {
     fn from(e: EditionArg) -> Self {
         match e {
             EditionArg::Pro => Edition::Pro,
+            EditionArg::Business => Edition::Business,
             EditionArg::Enterprise => Edition::Enterprise,
         }
     }

@@ -78,6 +78,7 @@ pub enum LicenseError {
 #[serde(rename_all = "snake_case")]
 pub enum Edition {
     Pro,
+    Business,
     Enterprise,
 }
 
@@ -86,6 +87,7 @@ impl Edition {
     pub fn as_str(self) -> &'static str {
         match self {
             Edition::Pro => "pro",
+            Edition::Business => "business",
             Edition::Enterprise => "enterprise",
         }
     }

@@ -4,20 +4,20 @@
 //! The metered limits (API requests, tokens, messages, workflow runs) are per calendar month; the
 //! others are ceilings on what exists at once.
 //!
-//! | limit / feature     | community  | pro (vendor-tool default) | enterprise |
-//! |---------------------|-----------:|--------------------------:|-----------:|
-//! | `tenants`           | 1          | 5                         | —          |
-//! | `users`             | 5          | 25                        | —          |
-//! | `users_per_tenant`  | 5          | —                         | —          |
-//! | `storage_gb`        | 1          | 50                        | —          |
-//! | `api_requests`      | 1,000      | 100,000                   | —          |
-//! | `chat_tokens`       | 100,000    | 10,000,000                | —          |
-//! | `embedding_tokens`  | 1,000,000  | 50,000,000                | —          |
-//! | `messages`          | 500        | 50,000                    | —          |
-//! | `workflow_runs`     | 100        | 10,000                    | —          |
-//! | features            | none       | `multi_tenant`, `audit_export`, `scheduled_backups` | all |
+//! | limit / feature     | community  | pro (vendor-tool default) | business      | enterprise |
+//! |---------------------|-----------:|--------------------------:|--------------:|-----------:|
+//! | `tenants`           | 1          | 5                         | 25            | —          |
+//! | `users`             | 5          | 25                        | 250           | —          |
+//! | `users_per_tenant`  | 5          | —                         | —             | —          |
+//! | `storage_gb`        | 1          | 50                        | 500           | —          |
+//! | `api_requests`      | 1,000      | 100,000                   | 1,000,000     | —          |
+//! | `chat_tokens`       | 100,000    | 10,000,000                | 100,000,000   | —          |
+//! | `embedding_tokens`  | 1,000,000  | 50,000,000                | 500,000,000   | —          |
+//! | `messages`          | 500        | 50,000                    | 500,000       | —          |
+//! | `workflow_runs`     | 100        | 10,000                    | 100,000       | —          |
+//! | features            | none       | `multi_tenant`, `audit_export`, `scheduled_backups` | pro's + `ldap`, `sso` | all |
 //!
-//! Community is what an installation without a (valid) licence gets. The pro and enterprise columns are
+//! Community is what an installation without a (valid) licence gets. The pro, business and enterprise columns are
 //! the defaults the vendor tool writes into a licence; once issued, the licence's own limits and
 //! features are what count.
 
@@ -108,6 +108,7 @@ impl Feature {
 pub enum Plan {
     Community,
     Pro,
+    Business,
     Enterprise,
 }
 
@@ -135,6 +136,26 @@ const PRO_LIMITS: Limits = Limits {
     workflow_runs: Some(10_000),
 };
 
+const BUSINESS_LIMITS: Limits = Limits {
+    tenants: Some(25),
+    users: Some(250),
+    users_per_tenant: None,
+    storage_gb: Some(500),
+    api_requests: Some(1_000_000),
+    chat_tokens: Some(100_000_000),
+    embedding_tokens: Some(500_000_000),
+    messages: Some(500_000),
+    workflow_runs: Some(100_000),
+};
+
+const BUSINESS_FEATURES: &[Feature] = &[
+    Feature::Ldap,
+    Feature::MultiTenant,
+    Feature::AuditExport,
+    Feature::ScheduledBackups,
+    Feature::Sso,
+];
+
 const PRO_FEATURES: &[Feature] = &[
     Feature::MultiTenant,
     Feature::AuditExport,
@@ -142,11 +163,12 @@ const PRO_FEATURES: &[Feature] = &[
 ];
 
 impl Plan {
-    /// The machine name (`community`, `pro`, `enterprise`).
+    /// The machine name (`community`, `pro`, `business`, `enterprise`).
     pub fn as_str(self) -> &'static str {
         match self {
             Plan::Community => "community",
             Plan::Pro => "pro",
+            Plan::Business => "business",
             Plan::Enterprise => "enterprise",
         }
     }
@@ -156,6 +178,7 @@ impl Plan {
         match self {
             Plan::Community => "Community",
             Plan::Pro => "Pro",
+            Plan::Business => "Business",
             Plan::Enterprise => "Enterprise",
         }
     }
@@ -165,6 +188,7 @@ impl Plan {
         match self {
             Plan::Community => COMMUNITY_LIMITS,
             Plan::Pro => PRO_LIMITS,
+            Plan::Business => BUSINESS_LIMITS,
             Plan::Enterprise => Limits::UNLIMITED,
         }
     }
@@ -174,6 +198,7 @@ impl Plan {
         match self {
             Plan::Community => &[],
             Plan::Pro => PRO_FEATURES,
+            Plan::Business => BUSINESS_FEATURES,
             Plan::Enterprise => Feature::ALL,
         }
     }
@@ -183,6 +208,7 @@ impl From<Edition> for Plan {
     fn from(edition: Edition) -> Self {
         match edition {
             Edition::Pro => Plan::Pro,
+            Edition::Business => Plan::Business,
             Edition::Enterprise => Plan::Enterprise,
         }
     }

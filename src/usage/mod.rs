@@ -78,11 +78,12 @@ impl Metric {
 }
 
 /// Default requests per minute, per API key and per tenant, by plan (the ladder: free 10, pro 60,
-/// enterprise 1,000).
+/// business 300, enterprise 1,000).
 pub fn plan_rate_per_minute(plan: Plan) -> u32 {
     match plan {
         Plan::Community => 10,
         Plan::Pro => 60,
+        Plan::Business => 300,
         Plan::Enterprise => 1000,
     }
 }

@@ -25,6 +25,34 @@ fn api_requests_this_month(server: &Server, tenant: &str) -> u64 {
 }
 
 #[test]
+fn a_business_licence_brings_its_catalogue_limits_and_300_requests_a_minute() {
+    let server = Server::start_with(Options {
+        enterprise_license: false,
+        ..Options::default()
+    });
+    let here = server.installation_id();
+    let licence = issue_license(&["--installation-id", &here, "--edition", "business"]);
+    let installed = server.install_license(&licence);
+    assert_eq!(installed.status, 200, "{}", installed.body);
+    let status = server.get("/api/v1/license").json();
+    assert_eq!(status["license"]["edition"], "business", "{status}");
+    assert_eq!(status["edition"], "Business", "{status}");
+    assert_eq!(status["limits"]["tenants"], 25, "{status}");
+    assert_eq!(status["limits"]["api_requests"], 1_000_000, "{status}");
+    assert!(
+        status["features"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("ldap"))),
+        "{status}"
+    );
+    server.create_tenant("acme");
+    let (_, key) = server.create_key("acme", &["read"]);
+    let reply = server.call_with_key("GET", "/api/v1/tenants/acme", None, &key);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(header(&reply, "ratelimit-limit"), "300");
+}
+
+#[test]
 fn rate_limit_admits_the_plan_rate_then_refuses_with_standard_headers() {
     // The community plan: 10 requests a minute per key and per tenant.
     let server = Server::start_with(Options {
