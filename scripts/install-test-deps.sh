@@ -18,6 +18,11 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The Active Directory tests provision and run a Samba AD DC (samba-tool domain provision needs the
 # schema files of samba-ad-provision).
 { [ -x /usr/sbin/samba ] && [ -d /usr/share/samba/setup/ad-schema ]; } || need_apt+=(samba-ad-dc samba-ad-provision)
+# The packaging tests (tests/packaging/run.sh): systemd-analyze for the unit, ip for the overlay's
+# network namespace, readelf for the static check (unshare, setpriv and flock come with util-linux).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v readelf >/dev/null 2>&1 || need_apt+=(binutils)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-test-deps: missing ${need_apt[*]}; run as root or: sudo apt-get install -y ${need_apt[*]}" >&2

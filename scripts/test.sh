@@ -27,4 +27,10 @@ cargo build --locked --bins --features test-license-key
 ENCLAVE_BIN="$CARGO_TARGET_DIR/debug/enclave" ENCLAVE_LICENSE_BIN="$CARGO_TARGET_DIR/debug/enclave-license" \
   node --test tests/ui/
 
+# The release build (static, ~15-30 min the first time on 2 cores, cached in ~/.cache/enclave-release-target),
+# the signed bundles, and install.sh for real in throw-away overlay roots: fresh install, idempotent
+# re-run, upgrades with migration and automatic rollback, uninstall. Builds its own v2/v3 test binaries.
+echo "== packaging"
+tests/packaging/run.sh
+
 echo "== all tests passed in $(( $(date +%s) - started ))s"
