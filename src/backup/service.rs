@@ -249,6 +249,37 @@ pub fn run(config: &BackupConfig, data_dir: &Path, kind: Kind, status: &Status) 
     report
 }
 
+/// Appends one backup event (`backup.create`, `backup.drill`, `backup.verify`) to the system audit log,
+/// on the blocking pool.
+pub async fn audit(
+    state: &AppState,
+    actor: crate::audit::Actor,
+    action: &'static str,
+    file: Option<String>,
+    ok: bool,
+    detail: serde_json::Value,
+) -> Result<(), crate::error::ApiError> {
+    let system = state.system.clone();
+    crate::db::run_blocking(move || {
+        system.db.write(|tx| {
+            crate::audit::append(
+                tx,
+                &actor,
+                &crate::audit::Event {
+                    action,
+                    target: file.as_deref().unwrap_or(""),
+                    tenant_id: "",
+                    success: ok,
+                    detail,
+                },
+            )
+            .map_err(crate::db::DbError::Sqlite)
+        })
+    })
+    .await?;
+    Ok(())
+}
+
 /// Runs a backup on the blocking pool and appends its outcome to the system audit log (`actor`: who
 /// asked; the scheduler is `system`).
 pub async fn run_and_audit(
@@ -268,27 +299,17 @@ pub async fn run_and_audit(
         Ok::<_, crate::error::ApiError>(run(&settings, &data_dir, kind, &status))
     })
     .await?;
-    let system = state.system.clone();
-    let audited = report.clone();
-    crate::db::run_blocking(move || {
-        system.db.write(|tx| {
-            crate::audit::append(
-                tx,
-                &actor,
-                &crate::audit::Event {
-                    action: "backup.create",
-                    target: audited.file.as_deref().unwrap_or(""),
-                    tenant_id: "",
-                    success: audited.ok,
-                    detail: serde_json::json!({
-                        "kind": audited.kind, "bytes": audited.bytes, "duration_ms": audited.duration_ms,
-                        "error": audited.error.as_ref().map(|e| e.to_string()), "pruned": audited.pruned,
-                    }),
-                },
-            )
-            .map_err(crate::db::DbError::Sqlite)
-        })
-    })
+    audit(
+        state,
+        actor,
+        "backup.create",
+        report.file.clone(),
+        report.ok,
+        serde_json::json!({
+            "kind": report.kind, "bytes": report.bytes, "duration_ms": report.duration_ms,
+            "error": report.error.as_ref().map(|e| e.to_string()), "pruned": report.pruned,
+        }),
+    )
     .await?;
     if !report.ok {
         if let Some(e) = &report.error {
@@ -319,27 +340,17 @@ pub async fn drill_and_audit(
         Ok::<_, crate::error::ApiError>((config, report))
     })
     .await?;
-    let system = state.system.clone();
-    let audited = report.clone();
-    crate::db::run_blocking(move || {
-        system.db.write(|tx| {
-            crate::audit::append(
-                tx,
-                &actor,
-                &crate::audit::Event {
-                    action: "backup.drill",
-                    target: audited.file.as_deref().unwrap_or(""),
-                    tenant_id: "",
-                    success: audited.ok,
-                    detail: serde_json::json!({
-                        "duration_ms": audited.duration_ms, "files_checked": audited.files_checked,
-                        "databases_checked": audited.databases_checked, "error": audited.error,
-                    }),
-                },
-            )
-            .map_err(crate::db::DbError::Sqlite)
-        })
-    })
+    audit(
+        state,
+        actor,
+        "backup.drill",
+        report.file.clone(),
+        report.ok,
+        serde_json::json!({
+            "duration_ms": report.duration_ms, "files_checked": report.files_checked,
+            "databases_checked": report.databases_checked, "error": report.error,
+        }),
+    )
     .await?;
     if let Some(e) = report.error.as_deref() {
         tracing::error!(error = %e, file = ?report.file, "restore drill failed");

@@ -200,28 +200,14 @@ pub async fn verify(
     })
     .await;
     let actor = Actor::person(&admin.user().username, &client, true);
-    let system = state.system.clone();
-    let (target, ok, detail) = (
-        file.clone(),
+    backup::service::audit(
+        &state,
+        actor,
+        "backup.verify",
+        Some(file.clone()),
         checked.is_ok(),
-        checked.as_ref().err().map(|e| e.message.clone()),
-    );
-    run_blocking(move || {
-        system.db.write(|tx| {
-            crate::audit::append(
-                tx,
-                &actor,
-                &crate::audit::Event {
-                    action: "backup.verify",
-                    target: &target,
-                    tenant_id: "",
-                    success: ok,
-                    detail: serde_json::json!({ "error": detail }),
-                },
-            )
-            .map_err(crate::db::DbError::Sqlite)
-        })
-    })
+        serde_json::json!({ "error": checked.as_ref().err().map(|e| e.message.clone()) }),
+    )
     .await?;
     let checked = checked?;
     Ok(web::Json(VerifyReport {
