@@ -38,6 +38,8 @@ stage() { echo "== $* (previous stage: $((SECONDS - stage_t))s)"; stage_t=$SECON
 [ "$(id -u)" -eq 0 ] || { echo "tests/packaging/run.sh: needs root (overlay roots, chroot)" >&2; exit 1; }
 [ -d "$models" ] || { echo "tests/packaging/run.sh: no models in $models (scripts/fetch-models.sh)" >&2; exit 1; }
 work=$(mktemp -d /var/tmp/enclave-pkg-test.XXXXXX)
+# The service user inside the overlays runs test binaries from here (the v2-broken wrapper execs v2).
+chmod 0755 "$work"
 trap 'rm -rf "$work"' EXIT
 
 # Runs a command as root in a fresh overlay of / (writes land in a tmpfs and vanish), with its own
@@ -45,7 +47,7 @@ trap 'rm -rf "$work"' EXIT
 in_overlay() {
   local t
   t=$(mktemp -d "$work/ovl.XXXXXX")
-  unshare --mount --net --pid --fork sh -c '
+  REPO_DIR="$repo" WORK_DIR="$work" unshare --mount --net --pid --fork sh -c '
     set -e
     t=$1; shift
     mount -t tmpfs -o size=8g tmpfs "$t"
@@ -54,6 +56,9 @@ in_overlay() {
     mount -t proc proc "$t/m/proc"
     mount --rbind /dev "$t/m/dev"
     mount --rbind /sys "$t/m/sys" 2>/dev/null || true
+    # An overlay of / shows only the root file system: the checkout (debug builds read their assets
+    # and migrations from it) and the work directory may be other mounts.
+    for d in "$REPO_DIR" "$WORK_DIR"; do mkdir -p "$t/m$d"; mount --bind "$d" "$t/m$d"; done
     ip link set lo up
     touch "$t/m/.enclave-packaging-overlay"
     exec chroot "$t/m" "$@"' sh "$t" "$@"
@@ -219,7 +224,7 @@ grep -q '^PASS: uninstall exits 0' "$work/lifecycle-systemd.out" || [ "$n" -gt 0
 stage "install.sh with a real systemd (booted in namespaces over an overlay root)"
 boot_systemd() { # boot_systemd DIR: prints the PID of the booted systemd (host PID namespace) or fails
   local t=$1 upid p=""
-  unshare --pid --mount --cgroup --net --uts --ipc --fork sh -c '
+  REPO_DIR="$repo" WORK_DIR="$work" unshare --pid --mount --cgroup --net --uts --ipc --fork sh -c '
     set -e
     t=$1
     mount -t tmpfs -o size=8g tmpfs "$t"
@@ -230,8 +235,10 @@ boot_systemd() { # boot_systemd DIR: prints the PID of the booted systemd (host 
     mount -t sysfs sysfs "$t/m/sys"
     mount -t cgroup2 cgroup2 "$t/m/sys/fs/cgroup"
     mount -t tmpfs tmpfs "$t/m/run"
+    for d in "$REPO_DIR" "$WORK_DIR"; do mkdir -p "$t/m$d"; mount --bind "$d" "$t/m$d"; done
     touch "$t/m/.enclave-packaging-overlay"
-    for u in getty@tty1.service console-getty.service serial-getty@ttyS0.service systemd-networkd.service \
+    # tmp.mount would hide a checkout under /tmp behind a fresh tmpfs.
+    for u in tmp.mount getty@tty1.service console-getty.service serial-getty@ttyS0.service systemd-networkd.service \
         systemd-resolved.service systemd-timesyncd.service cron.service ssh.service postgresql.service \
         slapd.service samba-ad-dc.service smbd.service nmbd.service winbind.service apt-daily.timer \
         apt-daily-upgrade.timer e2scrub_reap.service systemd-logind.service; do
@@ -258,6 +265,10 @@ boot_systemd() { # boot_systemd DIR: prints the PID of the booted systemd (host 
 sd_dir=$(mktemp -d "$work/sd.XXXXXX")
 if [ "${PACKAGING_TEST_SKIP_SYSTEMD:-}" = 1 ]; then
   echo "SKIP: real systemd (PACKAGING_TEST_SKIP_SYSTEMD=1)"
+elif case "$repo/" in /tmp/*|/var/tmp/*|/home/*|/root/*) true ;; *) false ;; esac; then
+  # Debug test builds read their migrations and assets from the checkout at run time, and the unit's
+  # sandbox (PrivateTmp, ProtectHome) hides these places from the service.
+  echo "SKIP: real systemd: the checkout $repo is under /tmp, /var/tmp, /home or /root, hidden from the sandboxed service"
 elif ! sd_pid=$(boot_systemd "$sd_dir"); then
   echo "SKIP: systemd does not boot in a namespace here: $(tail -n 3 "$work/systemd-boot.log" | tr '\n' ' ')"
   kill -9 "$(cat "$work/systemd-unshare.pid")" 2>/dev/null
