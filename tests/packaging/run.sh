@@ -197,25 +197,30 @@ check "--url: downloads bundle, SHA256SUMS and .sig over HTTP, verifies and inst
   [ \$rc -eq 0 ] && cmp -s /usr/local/bin/enclave $bins/v2/enclave || { tail -n 5 /tmp/u.log; exit 1; }"
 
 # --- the lifecycle -----------------------------------------------------------------------------------
+# The bundles and binaries every lifecycle script works with.
+lifecycle_env=(DIST_V1="$work/dist-v1" DIST_V2="$work/dist-v2" DIST_V3="$work/dist-v3"
+  DIST_V2_BROKEN="$work/dist-v2-broken" V1_BIN="$bins/v1/enclave" V2_BIN="$bins/v2/enclave"
+  V3_BIN="$bins/v3/enclave" REPO="$repo" UNIT="$repo/systemd/enclave.service")
+# run_lifecycle LABEL OUT COMMAND...: runs a lifecycle script, adds its FAIL lines to ours, and fails if
+# it stopped early without saying why.
+run_lifecycle() {
+  local label=$1 out=$2 lc n
+  shift 2
+  "$@" | tee "$out"
+  lc=$?
+  n=$(grep -c '^FAIL' "$out")
+  failures=$((failures + n))
+  [ "$lc" -eq 0 ] || [ "$n" -gt 0 ] || fail "$label exited $lc"
+  grep -q '^PASS: uninstall exits 0' "$out" || [ "$n" -gt 0 ] || fail "$label did not run to the end"
+}
+
 stage "install.sh lifecycle in an overlay root (--no-systemd, no network)"
-in_overlay env DIST_V1="$work/dist-v1" DIST_V2="$work/dist-v2" DIST_V3="$work/dist-v3" \
-  DIST_V2_BROKEN="$work/dist-v2-broken" V1_BIN="$bins/v1/enclave" V2_BIN="$bins/v2/enclave" V3_BIN="$bins/v3/enclave" \
-  UNIT="$repo/systemd/enclave.service" PORT=18080 bash "$repo/tests/packaging/lifecycle.sh" | tee "$work/lifecycle.out"
-lc=$?
-n=$(grep -c '^FAIL' "$work/lifecycle.out")
-failures=$((failures + n))
-[ "$lc" -eq 0 ] || [ "$n" -gt 0 ] || fail "lifecycle.sh exited $lc"
-grep -q '^PASS: uninstall exits 0' "$work/lifecycle.out" || [ "$n" -gt 0 ] || fail "lifecycle.sh did not run to the end"
+run_lifecycle lifecycle.sh "$work/lifecycle.out" \
+  in_overlay env "${lifecycle_env[@]}" PORT=18080 bash "$repo/tests/packaging/lifecycle.sh"
 
 stage "install.sh lifecycle with systemd (fake systemctl) in an overlay root"
-in_overlay env DIST_V1="$work/dist-v1" DIST_V2="$work/dist-v2" DIST_V3="$work/dist-v3" \
-  DIST_V2_BROKEN="$work/dist-v2-broken" V1_BIN="$bins/v1/enclave" V2_BIN="$bins/v2/enclave" V3_BIN="$bins/v3/enclave" \
-  REPO="$repo" PORT=18081 bash "$repo/tests/packaging/lifecycle-systemd.sh" | tee "$work/lifecycle-systemd.out"
-lc=$?
-n=$(grep -c '^FAIL' "$work/lifecycle-systemd.out")
-failures=$((failures + n))
-[ "$lc" -eq 0 ] || [ "$n" -gt 0 ] || fail "lifecycle-systemd.sh exited $lc"
-grep -q '^PASS: uninstall exits 0' "$work/lifecycle-systemd.out" || [ "$n" -gt 0 ] || fail "lifecycle-systemd.sh did not run to the end"
+run_lifecycle lifecycle-systemd.sh "$work/lifecycle-systemd.out" \
+  in_overlay env "${lifecycle_env[@]}" PORT=18081 bash "$repo/tests/packaging/lifecycle-systemd.sh"
 
 # --- real systemd, when it can boot here ----------------------------------------------------------------
 # systemd as PID 1 of new pid/mount/cgroup/net namespaces over an overlay root: the unit's sandboxing,
@@ -274,14 +279,9 @@ elif ! sd_pid=$(boot_systemd "$sd_dir"); then
   kill -9 "$(cat "$work/systemd-unshare.pid")" 2>/dev/null
 else
   echo "  systemd booted as PID 1 of a namespace (host PID $sd_pid): $(nsenter -t "$sd_pid" -a -r -w systemctl is-system-running)"
-  nsenter -t "$sd_pid" -a -r -w env REAL_SYSTEMD=1 RELEASE_DIST="$release_dist" DIST_V1="$work/dist-v1" DIST_V2="$work/dist-v2" DIST_V3="$work/dist-v3" \
-    DIST_V2_BROKEN="$work/dist-v2-broken" V1_BIN="$bins/v1/enclave" V2_BIN="$bins/v2/enclave" V3_BIN="$bins/v3/enclave" \
-    REPO="$repo" PORT=18082 bash "$repo/tests/packaging/lifecycle-systemd.sh" | tee "$work/lifecycle-realsystemd.out"
-  lc=$?
-  n=$(grep -c '^FAIL' "$work/lifecycle-realsystemd.out")
-  failures=$((failures + n))
-  [ "$lc" -eq 0 ] || [ "$n" -gt 0 ] || fail "lifecycle-systemd.sh (real systemd) exited $lc"
-  grep -q '^PASS: uninstall exits 0' "$work/lifecycle-realsystemd.out" || [ "$n" -gt 0 ] || fail "lifecycle-systemd.sh (real systemd) did not run to the end"
+  run_lifecycle "lifecycle-systemd.sh (real systemd)" "$work/lifecycle-realsystemd.out" \
+    nsenter -t "$sd_pid" -a -r -w env REAL_SYSTEMD=1 RELEASE_DIST="$release_dist" "${lifecycle_env[@]}" \
+    PORT=18082 bash "$repo/tests/packaging/lifecycle-systemd.sh"
   kill -9 "$sd_pid" 2>/dev/null
 fi
 wait 2>/dev/null
