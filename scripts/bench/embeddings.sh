@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark: sentence embeddings per second with the default model (all-MiniLM-L6-v2), Enclave's
-# in-process EmbeddingModel (examples/embed_bench.rs) against sentence-transformers on PyTorch (CPU),
-# side by side in one run with the same thread count and the same inputs: 1,000 generated sentences
-# of 30-60 words, fed as requests of 1 and of 32 sentences. Prints each side's median sentences/s over
-# the rounds and the ratio Enclave/PyTorch. Target: >= 1.0.
+# Benchmark: sentence embeddings per second with the default model (all-MiniLM-L6-v2), Enclave in
+# process (EmbeddingModel, examples/embed_bench.rs) and over HTTP (the server's POST /v1/embeddings
+# with an API key, one request at a time on a kept-alive connection) against sentence-transformers on
+# PyTorch (CPU), side by side in one run with the same thread count and the same inputs: 1,000
+# generated sentences of 30-60 words, fed as requests of 1 and of 32 sentences. Prints each side's
+# median sentences/s over the rounds and the ratios to PyTorch. Target: >= 1.0.
 #
-# Enclave is built with the `bench-test` profile and `-C target-cpu=x86-64-v3`, as release builds are.
+# Enclave is built with the `bench-test` profile and `-C target-cpu=x86-64-v3`, as release builds are
+# (the profile's debug assertions apply to Enclave's own code only, never to gemm, candle or actix).
 # PyTorch and sentence-transformers are installed once into a venv under ~/.cache (not in CI): from
 # PyTorch's CPU wheel index when it is reachable, else PyPI's torch wheel (the same library; its CUDA
 # libraries are unused here). The model comes from the local directory scripts/fetch-models.sh fills.
@@ -34,11 +36,14 @@ fi
 # Its own build directory: other RUSTFLAGS in the shared one would rebuild everything each time the
 # other benchmarks and the tests build there.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/enclave-target}-x86-64-v3"
-RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --quiet --locked --profile bench-test --example embed_bench
-bin="$CARGO_TARGET_DIR/bench-test/examples/embed_bench"
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+export RUSTFLAGS="-C target-cpu=x86-64-v3"
+cargo build --quiet --locked --profile bench-test --example embed_bench
+embed_bench="$CARGO_TARGET_DIR/bench-test/examples/embed_bench"
+# The server, for the HTTP side (sets $bin, $tool and $work, removed at exit with the server stopped).
+# shellcheck source=scripts/bench/lib.sh
+source scripts/bench/lib.sh
+build_bench_server
+unset RUSTFLAGS
 "$venv/bin/python" - "$work/sentences.txt" <<'PY'
 import random, sys
 words = """the a of and to in is it that for on with as was at by be this are from or have an they
@@ -82,20 +87,63 @@ for r in range(1, rounds + 1):
 print(f"median {statistics.median(rates):.1f}")
 PY
 
+cat >"$work/http_bench.py" <<'PY'
+import http.client, json, statistics, sys, time, urllib.parse
+base, key, path, batch, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+url = urllib.parse.urlparse(base)
+conn = http.client.HTTPConnection(url.hostname, url.port)
+headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+def call(method, route, body=None):
+    conn.request(method, route, body=None if body is None else json.dumps(body), headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    if r.status != 200:
+        sys.exit(f"{method} {route}: {r.status} {data[:300]!r}")
+    return json.loads(data)
+deadline = time.time() + 300
+while not any(m.get("state") == "ready" and m["id"] == "all-MiniLM-L6-v2" for m in call("GET", "/v1/models")["data"]):
+    if time.time() > deadline:
+        sys.exit("the embedding model did not become ready")
+    time.sleep(0.2)
+sentences = open(path).read().splitlines()
+chunks = [sentences[i:i + batch] for i in range(0, len(sentences), batch)]
+def run(chs):
+    for c in chs:
+        out = call("POST", "/v1/embeddings", {"model": "all-MiniLM-L6-v2", "input": c})
+        assert len(out["data"]) == len(c)
+run(chunks[: max(1, 64 // batch)])
+rates = []
+for r in range(1, rounds + 1):
+    t = time.perf_counter()
+    run(chunks)
+    secs = time.perf_counter() - t
+    rates.append(len(sentences) / secs)
+    print(f"round {r}: {rates[-1]:.1f} sentences/s ({len(sentences)} sentences, {secs:.2f} s)", flush=True)
+print(f"median {statistics.median(rates):.1f}")
+PY
+
 export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
+mkdir -p "$work/data"
+ln -s "$(cd "$models" && pwd)" "$work/data/models"
+start_bench_server
+read -r key _ < <(python3 scripts/bench/setup_server.py "$base" "$work/data" "$tool" inference)
 versions=$("$venv/bin/python" -c "import torch, sentence_transformers as s; print(f'torch {torch.__version__}, sentence-transformers {s.__version__}')" 2>/dev/null)
 echo "== 1,000 sentences of 30-60 words, $threads threads, $rounds rounds; PyTorch: $versions"
 summary=()
 for batch in 1 32; do
-  echo "-- batch $batch: Enclave (candle)"
-  out=$("$bin" "$model" "$work/sentences.txt" "$batch" "$rounds")
+  echo "-- batch $batch: Enclave, in process"
+  out=$("$embed_bench" "$model" "$work/sentences.txt" "$batch" "$rounds")
   echo "$out"
   enclave=$(awk '/^median/ {print $2}' <<<"$out")
+  echo "-- batch $batch: Enclave, over HTTP"
+  out=$(python3 "$work/http_bench.py" "$base" "$key" "$work/sentences.txt" "$batch" "$rounds")
+  echo "$out"
+  http=$(awk '/^median/ {print $2}' <<<"$out")
   echo "-- batch $batch: sentence-transformers (PyTorch)"
   out=$("$venv/bin/python" "$work/torch_bench.py" "$model" "$work/sentences.txt" "$batch" "$rounds" "$threads" 2>/dev/null)
   echo "$out"
   torch=$(awk '/^median/ {print $2}' <<<"$out")
-  summary+=("$(awk -v b="$batch" -v e="$enclave" -v t="$torch" 'BEGIN { printf "batch %-3s  Enclave %8.1f/s   PyTorch %8.1f/s   ratio %.2fx", b, e, t, e / t }')")
+  summary+=("$(awk -v b="$batch" -v e="$enclave" -v h="$http" -v t="$torch" 'BEGIN { printf "batch %-3s  Enclave in process %7.1f/s (%.2fx)   over HTTP %7.1f/s (%.2fx)   PyTorch %7.1f/s", b, e, e / t, h, h / t, t }')")
 done
-echo "== medians (sentences/s)"
+echo "== medians (sentences/s; ratio to PyTorch in brackets, target >= 1.0)"
 printf '%s\n' "${summary[@]}"

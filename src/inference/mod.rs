@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod chat;
 pub mod embedding;
+mod encoder;
 mod load;
 pub mod providers;
 pub mod service;
