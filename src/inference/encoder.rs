@@ -320,6 +320,8 @@ impl Encoder {
     }
 
     /// Scaled dot-product attention of every head, within each input (`spans`: first row, length).
+    /// Each (input, head) is two small products on gemm, read in place from the `qkv` rows through
+    /// strides: `scores = Q · Kᵀ`, softmax by row, `out = scores · V`.
     fn attention(&self, qkv: &[f32], context: &mut [f32], spans: &[(usize, usize)]) {
         let h = self.hidden;
         let d = h / self.heads;
@@ -334,29 +336,30 @@ impl Encoder {
             .par_iter()
             .map(|&(s, head)| {
                 let (start, n) = spans[s];
-                let row =
-                    |i: usize, part: usize| &qkv[(start + i) * width + part * h + head * d..][..d];
-                let mut out = vec![0f32; n * d];
-                let mut scores = vec![0f32; n];
-                for i in 0..n {
-                    let q = row(i, 0);
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, score) in scores.iter_mut().enumerate() {
-                        *score = dot(q, row(j, 1));
-                        max = max.max(*score);
-                    }
+                let part = |which: usize| start * width + which * h + head * d;
+                let queries = Matrix::strided(qkv, part(0), n, d, width, 1);
+                let keys_t = Matrix::strided(qkv, part(1), d, n, 1, width);
+                let values = Matrix::strided(qkv, part(2), n, d, width, 1);
+                let mut scores = vec![0f32; n * n];
+                matmul(&mut scores, &queries, &keys_t, false, false);
+                for row in scores.chunks_exact_mut(n) {
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let mut total = 0.0;
-                    for score in scores.iter_mut() {
-                        *score = (*score - max).exp();
-                        total += *score;
+                    for x in row.iter_mut() {
+                        *x = (*x - max).exp();
+                        total += *x;
                     }
                     let inv = 1.0 / total;
-                    let o = &mut out[i * d..][..d];
-                    for (j, p) in scores.iter().enumerate() {
-                        let p = p * inv;
-                        o.iter_mut().zip(row(j, 2)).for_each(|(o, v)| *o += p * v);
-                    }
+                    row.iter_mut().for_each(|x| *x *= inv);
                 }
+                let mut out = vec![0f32; n * d];
+                matmul(
+                    &mut out,
+                    &Matrix::strided(&scores, 0, n, n, n, 1),
+                    &values,
+                    false,
+                    false,
+                );
                 out
             })
             .collect();
@@ -392,48 +395,80 @@ fn sum(xs: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
-/// A dot product in eight lanes, which the compiler keeps in one vector register.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
+/// A read-only matrix view into a slice: `rows × cols`, element `(r, c)` at
+/// `offset + r * row_stride + c * col_stride`.
+struct Matrix<'a> {
+    data: &'a [f32],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
 }
 
-/// `dst[m×n] += a[m×k] · b[k×n]`, all row-major and contiguous, on gemm with the rayon pool.
+impl<'a> Matrix<'a> {
+    /// A view; panics (a programming error, never input) when it reaches outside `data`.
+    fn strided(
+        data: &'a [f32],
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Matrix<'a> {
+        let last = (rows.saturating_sub(1) * row_stride) + (cols.saturating_sub(1) * col_stride);
+        assert!(
+            rows == 0 || cols == 0 || offset + last < data.len(),
+            "a {rows}x{cols} view at {offset} with strides ({row_stride}, {col_stride}) reaches past {} values",
+            data.len()
+        );
+        Matrix {
+            data,
+            offset,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+
+    fn contiguous(data: &'a [f32], rows: usize, cols: usize) -> Matrix<'a> {
+        assert_eq!(data.len(), rows * cols, "a {rows}x{cols} matrix");
+        Matrix::strided(data, 0, rows, cols, cols, 1)
+    }
+}
+
+/// `dst = a · b` (or `dst += a · b` with `accumulate`), `dst` row-major and contiguous; on the rayon
+/// pool with `parallel`, else on the calling thread.
 #[allow(unsafe_code)]
-fn matmul_accumulate(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
+fn matmul(dst: &mut [f32], a: &Matrix<'_>, b: &Matrix<'_>, accumulate: bool, parallel: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
-        dst.len() == m * n && a.len() == m * k && b.len() == k * n,
-        "matmul_accumulate: {m}x{k} · {k}x{n} with buffers of {}, {} and {}",
-        a.len(),
-        b.len(),
+        b.rows == k && dst.len() == m * n,
+        "matmul: {m}x{k} · {}x{n} into {} values",
+        b.rows,
         dst.len()
     );
-    if m == 0 || n == 0 || k == 0 {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
         return;
     }
     let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
+    let parallelism = if parallel && threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    let (m_i, n_i, k_i) = (m as isize, n as isize, k as isize);
-    debug_assert!(m_i > 0 && n_i > 0 && k_i > 0);
-    // SAFETY: the three slices hold exactly m×n, m×k and k×n elements (asserted above), the strides
-    // (column stride 1, row stride = columns) address only inside them, and `dst` is a unique borrow,
-    // so it aliases neither input. gemm computes dst = 1·dst + 1·(a·b).
+    let stride = |x: usize| isize::try_from(x).unwrap_or(isize::MAX);
+    // SAFETY: `Matrix::strided` checked that every element of `a` and `b` lies inside its slice, and
+    // `dst` holds exactly m×n values addressed row-major (asserted above). `dst` is a unique borrow,
+    // so it aliases neither input. gemm computes dst = alpha·dst + 1·(a·b), reading dst only when
+    // accumulating.
     unsafe {
         gemm::gemm(
             m,
@@ -441,15 +476,15 @@ fn matmul_accumulate(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, 
             k,
             dst.as_mut_ptr(),
             1,
-            n_i,
-            true,
-            a.as_ptr(),
-            1,
-            k_i,
-            b.as_ptr(),
-            1,
-            n_i,
-            1.0f32,
+            stride(n),
+            accumulate,
+            a.data.as_ptr().add(a.offset),
+            stride(a.col_stride),
+            stride(a.row_stride),
+            b.data.as_ptr().add(b.offset),
+            stride(b.col_stride),
+            stride(b.row_stride),
+            if accumulate { 1.0f32 } else { 0.0 },
             1.0f32,
             false,
             false,
@@ -457,6 +492,17 @@ fn matmul_accumulate(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, 
             parallelism,
         );
     }
+}
+
+/// `dst[m×n] += a[m×k] · b[k×n]`, all row-major and contiguous, on the rayon pool.
+fn matmul_accumulate(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
+    matmul(
+        dst,
+        &Matrix::contiguous(a, m, k),
+        &Matrix::contiguous(b, k, n),
+        true,
+        true,
+    );
 }
 
 #[cfg(test)]
@@ -500,10 +546,28 @@ mod tests {
     }
 
     #[test]
-    fn dot_and_sum_handle_lengths_that_are_not_multiples_of_eight() {
+    fn sum_handles_lengths_that_are_not_multiples_of_eight() {
         let a: Vec<f32> = (1..=13).map(|x| x as f32).collect();
         assert_eq!(sum(&a), 91.0);
-        assert_eq!(dot(&a, &a), (1..=13).map(|x| (x * x) as f32).sum::<f32>());
+    }
+
+    #[test]
+    fn strided_views_read_transposes_in_place_and_are_bounds_checked() {
+        // Rows of width 3: [1 2 3; 4 5 6]. Its transpose, read through strides, times [1; 1].
+        let data = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let transposed = Matrix::strided(&data, 0, 3, 2, 1, 3);
+        let ones = [1.0, 1.0];
+        let mut out = [9.0; 3];
+        matmul(
+            &mut out,
+            &transposed,
+            &Matrix::contiguous(&ones, 2, 1),
+            false,
+            false,
+        );
+        assert_eq!(out, [5.0, 7.0, 9.0]);
+        let outside = std::panic::catch_unwind(|| Matrix::strided(&data, 1, 2, 3, 3, 1));
+        assert!(outside.is_err(), "a view past the end must be refused");
     }
 
     #[test]
