@@ -63,8 +63,23 @@ with open(sys.argv[1], "w") as out:
         out.write(s[0].upper() + s[1:] + ".\n")
 PY
 
+# The timed rounds, shared by the PyTorch and the HTTP client (each imports it from $work).
+cat >"$work/rounds.py" <<'PY'
+import statistics, time
+def timed_rounds(run, chunks, n_sentences, rounds):
+    rates = []
+    for r in range(1, rounds + 1):
+        t = time.perf_counter()
+        run(chunks)
+        secs = time.perf_counter() - t
+        rates.append(n_sentences / secs)
+        print(f"round {r}: {rates[-1]:.1f} sentences/s ({n_sentences} sentences, {secs:.2f} s)", flush=True)
+    print(f"median {statistics.median(rates):.1f}")
+PY
+
 cat >"$work/torch_bench.py" <<'PY'
-import os, statistics, sys, time
+import os, sys
+from rounds import timed_rounds
 os.environ["HF_HUB_OFFLINE"] = "1"
 import torch
 model_dir, path, batch, rounds, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -77,18 +92,12 @@ def run(chs):
     for c in chs:
         model.encode(c, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True)
 run([sentences[i:i + batch] for i in range(0, 64, batch)])
-rates = []
-for r in range(1, rounds + 1):
-    t = time.perf_counter()
-    run(chunks)
-    secs = time.perf_counter() - t
-    rates.append(len(sentences) / secs)
-    print(f"round {r}: {rates[-1]:.1f} sentences/s ({len(sentences)} sentences, {secs:.2f} s)", flush=True)
-print(f"median {statistics.median(rates):.1f}")
+timed_rounds(run, chunks, len(sentences), rounds)
 PY
 
 cat >"$work/http_bench.py" <<'PY'
-import http.client, json, statistics, sys, time, urllib.parse
+import http.client, json, sys, time, urllib.parse
+from rounds import timed_rounds
 base, key, path, batch, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 url = urllib.parse.urlparse(base)
 conn = http.client.HTTPConnection(url.hostname, url.port)
@@ -112,14 +121,7 @@ def run(chs):
         out = call("POST", "/v1/embeddings", {"model": "all-MiniLM-L6-v2", "input": c})
         assert len(out["data"]) == len(c)
 run(chunks[: max(1, 64 // batch)])
-rates = []
-for r in range(1, rounds + 1):
-    t = time.perf_counter()
-    run(chunks)
-    secs = time.perf_counter() - t
-    rates.append(len(sentences) / secs)
-    print(f"round {r}: {rates[-1]:.1f} sentences/s ({len(sentences)} sentences, {secs:.2f} s)", flush=True)
-print(f"median {statistics.median(rates):.1f}")
+timed_rounds(run, chunks, len(sentences), rounds)
 PY
 
 export RAYON_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
