@@ -530,7 +530,17 @@ async fn answer_whole(started: Started, shape: Shape) -> ApiResult<HttpResponse>
         model,
         ..
     } = started;
-    let generation = stream.collect().await.map_err(ApiError::from)?;
+    let generation = match stream.collect().await {
+        Ok(generation) => generation,
+        Err(e) => {
+            // A generation that failed (or ran out of time) is settled before it is answered, like one
+            // that succeeded: its prompt and what it streamed are charged, the rest of the reservation
+            // released, so the usage a client reads after the error is already final.
+            let streamed = metering.streamed;
+            metering.commit(streamed).await?;
+            return Err(ApiError::from(e));
+        }
+    };
     metering
         .commit(u64::try_from(generation.completion_tokens).unwrap_or(u64::MAX))
         .await?;
