@@ -407,6 +407,14 @@ impl Metering {
         gate::after_commit(&self.state, &self.ctx, Metric::ChatTokensOut).await;
         Ok(())
     }
+
+    /// Settles a generation that failed or ran out of time before its error is answered: the
+    /// prompt and what was streamed are charged and the rest of the reservation is released, so the
+    /// usage a client reads after the error is already final (dropping would settle it later).
+    pub(crate) async fn settle_failed(&mut self) -> ApiResult<()> {
+        let streamed = self.streamed;
+        self.commit(streamed).await
+    }
 }
 
 impl Drop for Metering {
@@ -533,11 +541,7 @@ async fn answer_whole(started: Started, shape: Shape) -> ApiResult<HttpResponse>
     let generation = match stream.collect().await {
         Ok(generation) => generation,
         Err(e) => {
-            // A generation that failed (or ran out of time) is settled before it is answered, like one
-            // that succeeded: its prompt and what it streamed are charged, the rest of the reservation
-            // released, so the usage a client reads after the error is already final.
-            let streamed = metering.streamed;
-            metering.commit(streamed).await?;
+            metering.settle_failed().await?;
             return Err(ApiError::from(e));
         }
     };
@@ -656,7 +660,11 @@ impl Streaming {
             }
             Some(ChatEvent::Done(Err(e))) => {
                 self.done = true;
-                Some(sse(&error_event(&ApiError::from(e))))
+                let error = match self.started.metering.settle_failed().await {
+                    Ok(()) => ApiError::from(e),
+                    Err(settling) => settling,
+                };
+                Some(sse(&error_event(&error)))
             }
             None => {
                 self.done = true;

@@ -265,7 +265,10 @@ impl Producer {
                         finish_reason: openai::finish_reason(generation.finish_reason),
                     }
                 }
-                Some(ChatEvent::Done(Err(e))) => Step::Failed(ApiError::from(e)),
+                Some(ChatEvent::Done(Err(e))) => match started.metering.settle_failed().await {
+                    Ok(()) => Step::Failed(ApiError::from(e)),
+                    Err(settling) => Step::Failed(settling),
+                },
                 None => Step::Failed(ApiError::internal("the generation ended without a result")),
             },
             Producer::Remote(chat) => match chat.next().await {
