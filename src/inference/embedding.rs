@@ -231,7 +231,7 @@ impl EmbeddingModel {
         }
 
         // Consecutive inputs run together, up to a token budget that bounds the buffers' memory.
-        let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(inputs.len());
+        let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(inputs.len());
         let mut start = 0;
         while start < inputs.len() {
             let mut end = start + 1;
@@ -247,22 +247,21 @@ impl EmbeddingModel {
                     types: &i.types,
                 })
                 .collect();
-            vectors.extend(self.encoder.embed(&batch)?.into_iter().map(Some));
+            vectors.extend(self.encoder.embed(&batch)?);
             start = end;
         }
-        inputs
+        if vectors.len() != inputs.len() {
+            return Err(InferenceError::Runtime("an input was not embedded".into()));
+        }
+        Ok(inputs
             .into_iter()
             .zip(vectors)
-            .map(|(input, vector)| {
-                Ok(Embedded {
-                    vector: vector.ok_or_else(|| {
-                        InferenceError::Runtime("an input was not embedded".into())
-                    })?,
-                    tokens: input.ids.len(),
-                    truncated: input.truncated,
-                })
+            .map(|(input, vector)| Embedded {
+                vector,
+                tokens: input.ids.len(),
+                truncated: input.truncated,
             })
-            .collect()
+            .collect())
     }
 }
 
