@@ -588,6 +588,15 @@ fn serve(loaded: LoadedConfig) -> Result<ExitCode, CliError> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    // The embedding encoder and the Q8_0 chat forward pass run on rayon's global pool.
+    if loaded.config.inference.threads > 0 {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(loaded.config.inference.threads)
+            .build_global()
+        {
+            tracing::warn!("inference.threads not applied to the model thread pool: {e}");
+        }
+    }
     match &loaded.file {
         Some(f) => tracing::info!(file = %f.display(), "configuration loaded"),
         None => tracing::info!("no config file; using embedded defaults and environment"),

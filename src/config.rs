@@ -152,7 +152,8 @@ pub struct UsageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InferenceConfig {
-    /// CPU threads candle's kernels use; 0 means one per physical core.
+    /// CPU threads the models use (candle's pool and rayon's); 0 means candle's default (one per
+    /// physical core) and rayon's (one per logical CPU).
     pub threads: usize,
     /// Chat generations that run at the same time, per chat model (each uses every inference thread).
     pub chat_concurrency: usize,
@@ -783,7 +784,7 @@ pub const SAMPLE_CONFIG: &str = r#"# Enclave configuration.
 # webhook_allow_private = false
 
 [inference]
-# CPU threads the models use; 0 means one per physical core.
+# CPU threads the models use; 0 means one per core.
 # threads = 0
 
 # Chat generations that run at the same time, per chat model; each uses every inference thread, so

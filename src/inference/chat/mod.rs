@@ -1,17 +1,19 @@
-//! Text generation with a quantized llama-family GGUF model (candle's `quantized_llama`).
+//! Text generation with a quantized llama-family GGUF model.
 //!
 //! [`ChatModel::load`] needs the GGUF file alone: weights, tokenizer (`tokenizer` module), chat
 //! template (`template`) and context length all come from it (a `tokenizer.json` beside the file is
-//! used instead of the GGUF vocabulary when present). One loaded model is shared by many threads:
-//! every [`ChatModel::generate`] call works on its own copy of candle's `ModelWeights`, which holds
-//! the KV cache; the copy shares the quantized weights (reference-counted tensors), so a generation
-//! costs only its cache. Sampling is in `sampling`, streaming and stop sequences in `stream`,
-//! requantisation of slow formats at import in `quantize`.
+//! used instead of the GGUF vocabulary when present). Two forward passes: `llama`, Enclave's own,
+//! for models whose matrices are all Q8_0 (what the model store requantises slow formats to), and
+//! candle's `quantized_llama` for every other llama-family file. One loaded model is shared by many
+//! threads; every [`ChatModel::generate`] call has its own KV cache over the shared weights.
+//! Sampling is in `sampling`, streaming and stop sequences in `stream`, requantisation of slow
+//! formats at import in `quantize`.
 //!
-//! Context window: candle's `quantized_llama` precomputes rotary positions for
-//! [`quantized_llama::MAX_SEQ_LEN`] (4096) positions only, so the usable context is
+//! Context window: both passes precompute rotary positions for
+//! [`quantized_llama::MAX_SEQ_LEN`] (4096) positions, so the usable context is
 //! `min(llama.context_length, 4096)`; [`ChatModel::context_length`] reports that clamped value.
 
+mod llama;
 mod quantize;
 mod sampling;
 mod stream;
@@ -45,11 +47,49 @@ const PROMPT_CHUNK: usize = 512;
 /// generations may run at once.
 pub struct ChatModel {
     name: String,
-    weights: ModelWeights,
+    engine: Engine,
     tokenizer: ChatTokenizer,
     template: ChatTemplate,
     context_length: usize,
     trained_context_length: usize,
+}
+
+/// The forward pass a model runs on.
+enum Engine {
+    /// Enclave's own, for all-Q8_0 models (`llama`).
+    Q8(llama::Q8Llama),
+    /// candle's `quantized_llama` for the others. A generation clones it: the clone shares the
+    /// quantized weights (reference-counted tensors) and holds its own KV cache.
+    Candle(ModelWeights),
+}
+
+/// The per-generation state of an [`Engine`].
+enum Run<'m> {
+    Q8(llama::Session<'m>),
+    Candle(ModelWeights),
+}
+
+impl Run<'_> {
+    /// Runs `tokens` (at positions `index_pos..`) and leaves the last one's logits in `logits`.
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        index_pos: usize,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), InferenceError> {
+        match self {
+            Run::Q8(session) => session.forward(tokens, logits),
+            Run::Candle(weights) => {
+                let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
+                *logits = weights
+                    .forward(&input, index_pos)?
+                    .squeeze(0)?
+                    .to_dtype(DType::F32)?
+                    .to_vec1()?;
+                Ok(())
+            }
+        }
+    }
 }
 
 const _: () = {
@@ -122,17 +162,43 @@ impl ChatModel {
             other => other,
         })?;
 
-        // candle reports malformed weights as errors; the unwind guard is a last line of defence so a
-        // file candle did not expect cannot take the process down.
-        let weights = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
+        // candle reports malformed weights as errors; the unwind guards are a last line of defence
+        // so a file candle did not expect cannot take the process down.
+        let q8 = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            llama::Q8Llama::load(&content, &mut reader, context_length)
         }))
         .map_err(|_| load("the weights could not be read (candle panicked)".into()))?
-        .map_err(|e| load(format!("cannot read the weights: {e}")))?;
+        .map_err(|e| match e {
+            InferenceError::Load(m) => load(m),
+            other => load(format!("cannot read the weights: {other}")),
+        })?;
+        let engine = match q8 {
+            Some(model) => {
+                if model.vocab_size() < tokenizer.vocab_size() {
+                    return Err(load(format!(
+                        "the embedding matrix has {} rows but the vocabulary {} tokens",
+                        model.vocab_size(),
+                        tokenizer.vocab_size()
+                    )));
+                }
+                Engine::Q8(model)
+            }
+            None => Engine::Candle(
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
+                }))
+                .map_err(|_| load("the weights could not be read (candle panicked)".into()))?
+                .map_err(|e| load(format!("cannot read the weights: {e}")))?,
+            ),
+        };
 
         let name = model_name(path);
         tracing::debug!(
             model = %name,
+            forward_pass = match engine {
+                Engine::Q8(_) => "enclave-q8_0",
+                Engine::Candle(_) => "candle-quantized-llama",
+            },
             context_length,
             trained_context_length,
             vocab = tokenizer.vocab_size(),
@@ -140,7 +206,7 @@ impl ChatModel {
         );
         Ok(ChatModel {
             name,
-            weights,
+            engine,
             tokenizer,
             template,
             context_length,
@@ -239,24 +305,24 @@ impl ChatModel {
         let budget = params.max_tokens.min(limit - prompt.len());
         let mut sampler = Sampler::new(params)?;
         let mut stream = TextStream::new(&params.stop);
-        // Its own KV cache; the quantized weights are shared (Arc) with `self.weights`.
-        let mut model = self.weights.clone();
+        // Its own KV cache over the shared weights.
+        let mut model = match &self.engine {
+            Engine::Q8(q8) => Run::Q8(q8.session(prompt.len() + budget)),
+            Engine::Candle(weights) => Run::Candle(weights.clone()),
+        };
 
         let started = Instant::now();
-        let mut logits = None;
+        let mut logits = Vec::new();
         for (i, chunk) in prompt.chunks(PROMPT_CHUNK).enumerate() {
-            let input = Tensor::new(chunk, &Device::Cpu)?.unsqueeze(0)?;
-            logits = Some(model.forward(&input, i * PROMPT_CHUNK)?);
+            model.forward(chunk, i * PROMPT_CHUNK, &mut logits)?;
         }
-        let mut logits = logits.ok_or_else(|| InferenceError::Runtime("no logits".into()))?;
         let prompt_time = started.elapsed();
 
         let generation_started = Instant::now();
         let mut history = prompt.to_vec();
         let mut completion_tokens = 0;
         let finish_reason = loop {
-            let mut scores: Vec<f32> = logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?;
-            let next = sampler.sample(&mut scores, &history);
+            let next = sampler.sample(&mut logits, &history);
             completion_tokens += 1;
             history.push(next);
             if self.tokenizer.is_end_of_turn(next) {
@@ -278,8 +344,7 @@ impl ChatModel {
             if completion_tokens >= budget {
                 break FinishReason::Length;
             }
-            let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-            logits = model.forward(&input, history.len() - 1)?;
+            model.forward(&[next], history.len() - 1, &mut logits)?;
         };
         if finish_reason != FinishReason::Cancelled {
             // Text held back as a possible stop sequence that never completed.
