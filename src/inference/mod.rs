@@ -18,6 +18,7 @@ pub mod chat;
 pub mod embedding;
 mod encoder;
 mod load;
+mod matmul;
 pub mod providers;
 pub mod service;
 
