@@ -78,7 +78,9 @@ impl Run<'_> {
         logits: &mut Vec<f32>,
     ) -> Result<(), InferenceError> {
         match self {
-            Run::Q8(session) => session.forward(tokens, logits),
+            // On a rayon worker, so the pass's parallel loops start from inside the pool: one hand-off
+            // per call instead of one per matrix product from a thread outside it.
+            Run::Q8(session) => rayon::scope(|_| session.forward(tokens, logits)),
             Run::Candle(weights) => {
                 let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
                 *logits = weights
