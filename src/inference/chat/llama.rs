@@ -495,7 +495,7 @@ impl Session<'_> {
         }
         if self.len + m > self.capacity {
             return Err(InferenceError::Runtime(format!(
-                "the session holds {} positions; {} more do not fit",
+                "the session has room for {} more positions, not {}",
                 self.capacity - self.len,
                 m
             )));
