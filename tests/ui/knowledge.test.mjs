@@ -128,6 +128,8 @@ test('a knowledge base is created, filled by dropping documents, and searched in
   const create = page.getByTestId('kb-create');
   await create.getByLabel('Name').fill('Handbook');
   await create.getByLabel(/^Description/).fill('What the platform team knows');
+  // The models are listed asynchronously; until they arrive the select offers a bare "Default".
+  await create.getByLabel('Embedding model').locator('option', { hasText: 'all-MiniLM-L6-v2' }).first().waitFor({ state: 'attached' });
   assert.match(await create.getByLabel('Embedding model').innerText(), /all-MiniLM-L6-v2/);
   assert.equal(await create.getByLabel('Max tokens per segment').inputValue(), '200');
   assert.equal(await create.getByLabel('Overlap tokens').inputValue(), '32');
