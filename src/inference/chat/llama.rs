@@ -110,10 +110,9 @@ impl Q8Matrix {
 
     /// `out[t][r] = row r · xs[t]` for `m` input rows (f32, `m × cols`, row-major like `out`).
     ///
-    /// From [`DENSE_FROM_ROWS`] rows on (prompts), the weights are dequantised to f32, a block of
-    /// rows at a time into `dense`, and multiplied by gemm: a few hundred thousand values converted
-    /// buy a product that reuses each of them for every input row, 2.5× faster than the 8-bit dot
-    /// products for a 214-token prompt. Fewer rows go through candle's tiled Q8_0 product (it
+    /// From [`DENSE_FROM_ROWS`] rows on (prompts), the weights are dequantised to f32, up to
+    /// [`DENSE_BLOCK_VALUES`] at a time into `buffers`, and multiplied by gemm: each converted value
+    /// then serves every input row, 2.5× faster than the 8-bit dot products for a 214-token prompt. Fewer rows go through candle's tiled Q8_0 product (it
     /// quantises the input itself, like [`Self::matvec`]).
     fn matmul(
         &self,
@@ -452,7 +451,7 @@ struct Scratch {
 
 impl Scratch {
     fn fit(&mut self, s: &Shape, tokens: usize) {
-        if self.tokens >= tokens && !self.hidden.is_empty() {
+        if self.tokens >= tokens {
             return;
         }
         let n = tokens;

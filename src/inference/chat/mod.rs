@@ -166,14 +166,12 @@ impl ChatModel {
 
         // candle reports malformed weights as errors; the unwind guards are a last line of defence
         // so a file candle did not expect cannot take the process down.
-        let q8 = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            llama::Q8Llama::load(&content, &mut reader, context_length)
-        }))
-        .map_err(|_| load("the weights could not be read (candle panicked)".into()))?
-        .map_err(|e| match e {
-            InferenceError::Load(m) => load(m),
-            other => load(format!("cannot read the weights: {other}")),
-        })?;
+        let q8 = without_panics(|| llama::Q8Llama::load(&content, &mut reader, context_length))
+            .map_err(load)?
+            .map_err(|e| match e {
+                InferenceError::Load(m) => load(m),
+                other => load(format!("cannot read the weights: {other}")),
+            })?;
         let engine = match q8 {
             Some(model) => {
                 if model.vocab_size() < tokenizer.vocab_size() {
@@ -186,11 +184,9 @@ impl ChatModel {
                 Engine::Q8(model)
             }
             None => Engine::Candle(
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
-                }))
-                .map_err(|_| load("the weights could not be read (candle panicked)".into()))?
-                .map_err(|e| load(format!("cannot read the weights: {e}")))?,
+                without_panics(|| ModelWeights::from_gguf(content, &mut reader, &Device::Cpu))
+                    .map_err(load)?
+                    .map_err(|e| load(format!("cannot read the weights: {e}")))?,
             ),
         };
 
@@ -367,6 +363,13 @@ impl ChatModel {
             },
         })
     }
+}
+
+/// Runs a weight reader; a panic inside candle becomes an error message instead of taking the
+/// process down.
+fn without_panics<T>(read: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+        .map_err(|_| "the weights could not be read (candle panicked)".to_string())
 }
 
 /// Checks that every tensor's data lies inside the file (a truncated download is reported as such
