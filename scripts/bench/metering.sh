@@ -9,10 +9,14 @@
 # Key and tenant rate limits are raised to 10,000,000/min so the limiter runs but does not refuse.
 #
 # Usage: scripts/bench/metering.sh [SECONDS per run, default 10] [ROUNDS, default 3]
+# CONNECTIONS (environment, default 32): wrk's open connections, the same for every route. A metered
+# answer waits for a group commit (an fsync), so with few connections the metered route is bound by
+# that wait as much as by CPU; more connections put more requests in each commit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-10}"
 rounds="${2:-3}"
+conns="${CONNECTIONS:-32}"
 command -v wrk >/dev/null || { echo "metering.sh: wrk is missing (apt-get install wrk)" >&2; exit 2; }
 # shellcheck source=scripts/bench/lib.sh
 source scripts/bench/lib.sh
@@ -25,9 +29,9 @@ read -r key cookie <<<"$key"
 
 run_wrk() { # name url [header]
   if [ -n "${3:-}" ]; then
-    wrk -t2 -c32 -d"${secs}s" --latency -H "$3" "$2"
+    wrk -t2 -c"$conns" -d"${secs}s" --latency -H "$3" "$2"
   else
-    wrk -t2 -c32 -d"${secs}s" --latency "$2"
+    wrk -t2 -c"$conns" -d"${secs}s" --latency "$2"
   fi >"$work/wrk-$1"
   rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk-$1")
   p50=$(awk '$1=="50%" {print $2}' "$work/wrk-$1")
@@ -36,6 +40,7 @@ run_wrk() { # name url [header]
   echo "$rps $p50 $p99 ${non2xx:-0}"
 }
 
+echo "wrk: 2 threads, $conns connections, ${secs} s per route"
 echo "round  bare req/s (p50, p99)            metered req/s (p50, p99)         ratio   (session, unmetered: req/s)"
 ratios=()
 for round in $(seq 1 "$rounds"); do
