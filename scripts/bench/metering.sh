@@ -17,6 +17,7 @@ cd "$(dirname "$0")/../.."
 secs="${1:-10}"
 rounds="${2:-3}"
 conns="${CONNECTIONS:-32}"
+[[ "$conns" =~ ^[1-9][0-9]*$ ]] || { echo "metering.sh: CONNECTIONS must be a positive whole number, not '$conns'" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "metering.sh: wrk is missing (apt-get install wrk)" >&2; exit 2; }
 # shellcheck source=scripts/bench/lib.sh
 source scripts/bench/lib.sh
