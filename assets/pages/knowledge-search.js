@@ -1,5 +1,5 @@
 // Retrieval test: search one or several knowledge bases as an application would (keyword, semantic or
-// hybrid, top k, score threshold, hybrid weights) and see each hit's document, heading path, page,
+// hybrid, top k, score threshold, hybrid fusion and weights) and see each hit's document, heading path, page,
 // scores and text with the query's terms marked. Highlights are [start, end) offsets in Unicode code
 // points, so the text is sliced as code points (Array.from), and everything is built as text nodes.
 import { html, useEffect, useState } from '../vendor/htm-preact-3.1.1.js';
@@ -7,6 +7,11 @@ import { api } from '../lib/api.js';
 import { Link } from '../lib/router.js';
 import { ErrorBanner, Loading, formatNumber } from '../lib/ui.js';
 import { Crumbs, HeadingPath, datasetPath, documentPath, kbApi, kbPath } from './knowledge-common.js';
+
+const FUSIONS = [
+  ['relative_score', 'Relative score', 'each hit\'s BM25 and cosine, normalised and weighted'],
+  ['rrf', 'Reciprocal rank', 'only the ranks in both lists count'],
+];
 
 const MODES = [
   ['hybrid', 'Hybrid', 'keywords and meaning, fused'],
@@ -75,6 +80,7 @@ export function RetrievalTest({ tenant, dataset }) {
   const [topK, setTopK] = useState('5');
   const [threshold, setThreshold] = useState('');
   const [weights, setWeights] = useState({ keyword: '0.5', semantic: '0.5' });
+  const [fusion, setFusion] = useState('relative_score');
   const [answer, setAnswer] = useState(null);
   const [asked, setAsked] = useState(null);
   const [error, setError] = useState(null);
@@ -95,7 +101,10 @@ export function RetrievalTest({ tenant, dataset }) {
     setBusy(true);
     const body = { query: query.trim(), dataset_ids: chosen, mode, top_k: Number(topK) };
     if (threshold.trim() !== '') body.score_threshold = Number(threshold);
-    if (mode === 'hybrid') body.weights = { keyword: Number(weights.keyword), semantic: Number(weights.semantic) };
+    if (mode === 'hybrid') {
+      body.weights = { keyword: Number(weights.keyword), semantic: Number(weights.semantic) };
+      body.fusion = fusion;
+    }
     try {
       setAnswer(await api.post(`${kbApi(tenant)}/datasets/search`, body));
       setAsked(body);
@@ -140,6 +149,9 @@ export function RetrievalTest({ tenant, dataset }) {
         <label>Score threshold <input type="number" step="any" size="6" value=${threshold} placeholder="none"
           onInput=${(e) => setThreshold(e.currentTarget.value)} /></label>
         ${mode === 'hybrid' && html`
+          <label>Fusion <select value=${fusion} onChange=${(e) => setFusion(e.currentTarget.value)}>
+            ${FUSIONS.map(([value, label, help]) => html`<option key=${value} value=${value} title=${help}>${label}</option>`)}
+          </select></label>
           <label>Keyword weight <input type="number" min="0" max="1" step="0.05" size="5" value=${weights.keyword}
             onInput=${(e) => setWeights({ ...weights, keyword: e.currentTarget.value })} /></label>
           <label>Semantic weight <input type="number" min="0" max="1" step="0.05" size="5" value=${weights.semantic}

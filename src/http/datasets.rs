@@ -1252,8 +1252,8 @@ pub async fn retrieve(
                 let conn = db.connection()?;
                 let mut out = HashMap::new();
                 for id in ids {
-                    let dataset = store::get_dataset(&conn, &id)?;
-                    out.insert(id, dataset.embedding_model);
+                    let model = store::embedding_model_of(&conn, &id)?;
+                    out.insert(id, model);
                 }
                 Ok::<_, KnowledgeError>(out)
             })

@@ -12,15 +12,18 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
-use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
 use tantivy::tokenizer::{Language, RemoveLongFilter, Stemmer, TextAnalyzer, TokenStream};
-use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    doc, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, SegmentReader, TantivyDocument,
+    Term, TERMINATED,
+};
 
 use super::tokenizer::{MixedScriptTokenizer, Mode};
+use super::top::TopK;
 use super::KnowledgeError;
 
 /// The index directory inside the tenant directory.
@@ -298,6 +301,12 @@ impl TenantIndex {
 
     /// BM25 search over title, headings and text, restricted to `datasets` (and `documents` when
     /// given). Returns at most `limit` hits, best first.
+    ///
+    /// The query is a plain disjunction of term queries, so Tantivy scores it with block-max WAND:
+    /// postings blocks that cannot reach the current top `limit` are skipped (a frequent word such
+    /// as "the" costs little). The dataset and document filters are not query clauses (a required
+    /// clause would make Tantivy score every matching segment); they are a per-segment set of the
+    /// allowed Tantivy documents, checked for each candidate.
     pub fn search(
         &self,
         terms: &[String],
@@ -323,48 +332,128 @@ impl TenantIndex {
                 should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
             }
         }
-        let filter = |field: Field, values: &[String]| -> Box<dyn Query> {
-            let any: Vec<(Occur, Box<dyn Query>)> = values
-                .iter()
-                .map(|v| {
-                    let q: Box<dyn Query> = Box::new(TermQuery::new(
-                        Term::from_field_text(field, v),
-                        IndexRecordOption::Basic,
-                    ));
-                    (Occur::Should, q)
-                })
-                .collect();
-            Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(any)), 0.0))
-        };
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, Box::new(BooleanQuery::new(should))),
-            (Occur::Must, filter(f.dataset_id, datasets)),
-        ];
-        if let Some(documents) = documents {
-            clauses.push((Occur::Must, filter(f.document_id, documents)));
-        }
-        let query = BooleanQuery::new(clauses);
+        let query = BooleanQuery::new(should);
         let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(limit))?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let column = searcher
-                .segment_reader(address.segment_ord)
-                .fast_fields()
-                .u64("segment_id")?;
-            if let Some(id) = column.first(address.doc_id) {
-                hits.push(KeywordHit {
-                    segment_id: id as i64,
-                    score,
-                });
+        let weight = query.weight(EnableScoring::enabled_from_searcher(&searcher))?;
+        let mut best = TopK::new(limit);
+        for reader in searcher.segment_readers() {
+            let mut allowed = allowed_docs(reader, f.dataset_id, datasets)?;
+            if let Some(documents) = documents {
+                allowed.intersect(&allowed_docs(reader, f.document_id, documents)?);
+            }
+            if allowed.is_empty() {
+                continue;
+            }
+            let ids = reader.fast_fields().u64("segment_id")?;
+            let mut failed = None;
+            weight.for_each_pruning(best.threshold(), reader, &mut |doc, score| {
+                if allowed.contains(doc) {
+                    match ids.first(doc) {
+                        Some(id) => best.offer(id as i64, score),
+                        None => failed = Some(doc),
+                    }
+                }
+                best.threshold()
+            })?;
+            if let Some(doc) = failed {
+                return Err(KnowledgeError::Index(format!(
+                    "index document {doc} has no segment id"
+                )));
             }
         }
-        Ok(hits)
+        Ok(best
+            .into_sorted()
+            .into_iter()
+            .map(|(segment_id, score)| KeywordHit { segment_id, score })
+            .collect())
     }
 
     /// Segments in the index (for checks).
     pub fn num_segments(&self) -> u64 {
         self.reader.searcher().num_docs()
+    }
+}
+
+/// The live Tantivy documents of one index segment that carry one of `values` in `field`.
+fn allowed_docs(
+    reader: &SegmentReader,
+    field: Field,
+    values: &[String],
+) -> Result<DocBits, KnowledgeError> {
+    let mut bits = DocBits::new(reader.max_doc());
+    let inverted = reader.inverted_index(field)?;
+    for value in values {
+        let term = Term::from_field_text(field, value);
+        let postings = inverted
+            .read_postings(&term, IndexRecordOption::Basic)
+            .map_err(|e| KnowledgeError::Index(format!("reading the index: {e}")))?;
+        if let Some(mut postings) = postings {
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                bits.insert(doc);
+                doc = postings.advance();
+            }
+        }
+    }
+    if let Some(alive) = reader.alive_bitset() {
+        bits.retain(|doc| alive.is_alive(doc));
+    }
+    Ok(bits)
+}
+
+/// A set of document ids of one index segment.
+struct DocBits {
+    words: Vec<u64>,
+    count: usize,
+}
+
+impl DocBits {
+    fn new(max_doc: u32) -> DocBits {
+        DocBits {
+            words: vec![0; (max_doc as usize).div_ceil(64)],
+            count: 0,
+        }
+    }
+
+    fn insert(&mut self, doc: u32) {
+        let (word, bit) = ((doc / 64) as usize, doc % 64);
+        if let Some(w) = self.words.get_mut(word) {
+            if *w & (1 << bit) == 0 {
+                *w |= 1 << bit;
+                self.count += 1;
+            }
+        }
+    }
+
+    fn contains(&self, doc: u32) -> bool {
+        let (word, bit) = ((doc / 64) as usize, doc % 64);
+        self.words.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        for (i, word) in self.words.iter_mut().enumerate() {
+            let mut rest = *word;
+            while rest != 0 {
+                let bit = rest.trailing_zeros();
+                rest &= rest - 1;
+                if !keep(i as u32 * 64 + bit) {
+                    *word &= !(1 << bit);
+                    self.count -= 1;
+                }
+            }
+        }
+    }
+
+    fn intersect(&mut self, other: &DocBits) {
+        self.count = 0;
+        for (i, word) in self.words.iter_mut().enumerate() {
+            *word &= other.words.get(i).copied().unwrap_or(0);
+            self.count += word.count_ones() as usize;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
     }
 }
 
@@ -422,6 +511,149 @@ mod tests {
             .expect("search")
             .is_empty());
         assert_eq!(index.num_segments(), 2);
+    }
+
+    /// The pruned, filtered search returns what scoring every segment under the same filters does.
+    #[test]
+    fn pruned_search_matches_exhaustive_scoring_under_filters() {
+        use tantivy::collector::TopDocs;
+        use tantivy::query::ConstScoreQuery;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = TenantIndex::open(dir.path()).expect("open");
+        let words = [
+            "backup", "restore", "key", "the", "of", "ldap", "quota", "index", "model", "chat",
+            "token", "segment", "vector", "tenant", "audit",
+        ];
+        let mut seed: u64 = 7;
+        let mut next = move |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        let mut texts = Vec::new();
+        for i in 0..600 {
+            let len = 3 + next(40);
+            let text: Vec<&str> = (0..len).map(|_| words[next(words.len())]).collect();
+            let dataset = if i % 3 == 0 { "other" } else { "ds" };
+            let document = format!("doc{}", i % 7);
+            texts.push((i as i64, dataset, document, text.join(" ")));
+        }
+        for doc in 0..7 {
+            let document = format!("doc{doc}");
+            let segments: Vec<IndexedSegment<'_>> = texts
+                .iter()
+                .filter(|t| t.2 == document)
+                .map(|(id, dataset, document, text)| IndexedSegment {
+                    segment_id: *id,
+                    dataset_id: dataset,
+                    document_id: document,
+                    title: "",
+                    headings: "",
+                    text,
+                })
+                .collect();
+            index.replace_document(&document, &segments).expect("add");
+        }
+        index.delete_document("doc6").expect("delete");
+        let exhaustive = |terms: &[String], datasets: &[&str], documents: Option<&[&str]>| {
+            let f = &index.fields;
+            let should: Vec<(Occur, Box<dyn Query>)> = terms
+                .iter()
+                .flat_map(|t| {
+                    [
+                        (f.text, TEXT_BOOST),
+                        (f.headings, HEADINGS_BOOST),
+                        (f.title, TITLE_BOOST),
+                    ]
+                    .map(|(field, boost)| {
+                        let q = TermQuery::new(
+                            Term::from_field_text(field, t),
+                            IndexRecordOption::WithFreqs,
+                        );
+                        let q: Box<dyn Query> = Box::new(BoostQuery::new(Box::new(q), boost));
+                        (Occur::Should, q)
+                    })
+                })
+                .collect();
+            let any = |field: Field, values: &[&str]| -> Box<dyn Query> {
+                let clauses: Vec<(Occur, Box<dyn Query>)> = values
+                    .iter()
+                    .map(|v| {
+                        let q: Box<dyn Query> = Box::new(TermQuery::new(
+                            Term::from_field_text(field, v),
+                            IndexRecordOption::Basic,
+                        ));
+                        (Occur::Should, q)
+                    })
+                    .collect();
+                Box::new(ConstScoreQuery::new(
+                    Box::new(BooleanQuery::new(clauses)),
+                    0.0,
+                ))
+            };
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+                (Occur::Must, Box::new(BooleanQuery::new(should))),
+                (Occur::Must, any(f.dataset_id, datasets)),
+            ];
+            if let Some(documents) = documents {
+                clauses.push((Occur::Must, any(f.document_id, documents)));
+            }
+            let searcher = index.reader.searcher();
+            let top = searcher
+                .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(10_000))
+                .expect("search");
+            top.into_iter()
+                .map(|(score, address)| {
+                    let ids = searcher
+                        .segment_reader(address.segment_ord)
+                        .fast_fields()
+                        .u64("segment_id")
+                        .expect("column");
+                    (ids.first(address.doc_id).expect("id") as i64, score)
+                })
+                .collect::<std::collections::HashMap<i64, f32>>()
+        };
+        let queries = [
+            "the backup key",
+            "ldap quota of the tenant",
+            "vector",
+            "of the",
+        ];
+        for query in queries {
+            let terms = query_terms(query);
+            for (datasets, documents) in [
+                (vec!["ds"], None),
+                (vec!["other", "ds"], None),
+                (vec!["ds"], Some(vec!["doc1", "doc3", "doc6"])),
+            ] {
+                let reference = exhaustive(&terms, &datasets, documents.as_deref());
+                let mut expected: Vec<f32> = reference.values().copied().collect();
+                expected.sort_by(|a, b| b.total_cmp(a));
+                let datasets: Vec<String> = datasets.iter().map(|d| d.to_string()).collect();
+                let documents: Option<Vec<String>> =
+                    documents.map(|d| d.iter().map(|d| d.to_string()).collect());
+                for limit in [1, 5, 40] {
+                    let hits = index
+                        .search(&terms, &datasets, documents.as_deref(), limit)
+                        .expect("search");
+                    assert_eq!(hits.len(), limit.min(expected.len()), "{query} {limit}");
+                    for (hit, want) in hits.iter().zip(&expected) {
+                        assert!(
+                            (hit.score - want).abs() < 1e-4,
+                            "{query}: {} vs {want}",
+                            hit.score
+                        );
+                        let own = reference.get(&hit.segment_id).copied();
+                        assert!(
+                            own.is_some_and(|s| (s - hit.score).abs() < 1e-4),
+                            "{query}: segment {} outside the filter",
+                            hit.segment_id
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

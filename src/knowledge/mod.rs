@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod search;
 pub mod store;
 pub mod tokenizer;
+pub mod top;
 pub mod vectors;
 
 use std::path::{Path, PathBuf};

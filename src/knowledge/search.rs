@@ -1,5 +1,6 @@
 //! Retrieval: keyword (BM25 over the Tantivy index), semantic (cosine over the segment vectors) and
-//! hybrid (weighted reciprocal rank fusion of both lists).
+//! hybrid, which fuses both lists: by default relative score fusion (each candidate's min-max
+//! normalised BM25 and its exact cosine, weighted), or weighted reciprocal rank fusion on request.
 //!
 //! Every candidate is checked against the database before it is returned: only segments of documents
 //! whose status is `ready` come back, whatever the index holds at that instant.
@@ -39,6 +40,19 @@ impl SearchMode {
     }
 }
 
+/// How hybrid mode combines the keyword and the semantic list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fusion {
+    /// Weighted sum of each candidate's BM25 score and cosine similarity, each min-max normalised
+    /// over the candidates. Every candidate's cosine is computed, also for those only the keyword
+    /// list found; a candidate the keyword list did not find counts 0 there.
+    #[default]
+    RelativeScore,
+    /// Weighted reciprocal rank fusion, `Σ weight / (60 + rank)`: only the ranks count.
+    Rrf,
+}
+
 /// Weights of the two lists in hybrid mode.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +86,8 @@ pub struct SearchRequest {
     pub document_ids: Option<Vec<String>>,
     #[serde(default)]
     pub weights: Option<Weights>,
+    #[serde(default)]
+    pub fusion: Fusion,
 }
 
 fn default_top_k() -> usize {
@@ -159,16 +175,24 @@ struct Row {
     text: String,
 }
 
+/// The candidates' rows, for `marks` placeholders. `CROSS JOIN` fixes the join order: segments by
+/// primary key first, then each one's document. Left to choose, SQLite's planner walks the
+/// `documents_by_status` index instead (every ready document and all its segments), which made each
+/// search cost time in proportion to the whole knowledge base.
+fn ready_rows_sql(marks: &str) -> String {
+    format!(
+        "SELECT s.id, s.dataset_id, s.document_id, d.title, d.filename, s.position, s.heading_path, s.page, s.text
+         FROM segments s CROSS JOIN documents d ON d.id = s.document_id
+         WHERE s.id IN ({marks}) AND d.status = 'ready'"
+    )
+}
+
 /// Fetches the rows of `ids` that belong to ready documents.
 fn ready_rows(conn: &Connection, ids: &[i64]) -> rusqlite::Result<HashMap<i64, Row>> {
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(",");
-        let mut stmt = conn.prepare(&format!(
-            "SELECT s.id, s.dataset_id, s.document_id, d.title, d.filename, s.position, s.heading_path, s.page, s.text
-             FROM segments s JOIN documents d ON d.id = s.document_id
-             WHERE s.id IN ({marks}) AND d.status = 'ready'"
-        ))?;
+        let mut stmt = conn.prepare(&ready_rows_sql(&marks))?;
         let rows = stmt.query_map(params_from_iter(chunk.iter()), |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -239,21 +263,22 @@ pub fn run(
         .map(|ids| ids.iter().cloned().collect());
     let mut keyword = keyword;
     let mut semantic: Vec<(i64, f32)> = Vec::new();
+    let mut vector_sets = Vec::new();
     if mode.uses_vectors() {
         for dataset_id in &request.dataset_ids {
             let Some(query) = prepared.query_vectors.get(dataset_id) else {
                 continue;
             };
             let vectors = knowledge.vectors.get(conn, dataset_id)?;
-            let vectors = vectors
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
             semantic.extend(
                 vectors
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .search(query, candidates, documents.as_ref())
                     .into_iter()
                     .map(|s| (s.segment_id, s.score)),
             );
+            vector_sets.push((vectors, query));
         }
         semantic.sort_by(|a, b| b.1.total_cmp(&a.1));
         semantic.truncate(candidates);
@@ -267,13 +292,28 @@ pub fn run(
     semantic.retain(|(id, _)| rows.contains_key(id));
 
     let keyword_scores: HashMap<i64, f32> = keyword.iter().copied().collect();
-    let semantic_scores: HashMap<i64, f32> = semantic.iter().copied().collect();
-    let ranked: Vec<(i64, f32)> = match mode {
-        SearchMode::Keyword => keyword,
-        SearchMode::Semantic => semantic,
-        SearchMode::Hybrid => fuse(&keyword, &semantic, request.weights.unwrap_or_default()),
+    let mut semantic_scores: HashMap<i64, f32> = semantic.iter().copied().collect();
+    let weights = request.weights.unwrap_or_default();
+    let ranked: Vec<(i64, f32)> = match (mode, request.fusion) {
+        (SearchMode::Keyword, _) => keyword,
+        (SearchMode::Semantic, _) => semantic,
+        (SearchMode::Hybrid, Fusion::Rrf) => fuse(&keyword, &semantic, weights),
+        (SearchMode::Hybrid, Fusion::RelativeScore) => {
+            // The keyword-only candidates' cosines, from the dataset that holds each.
+            let missing: Vec<i64> = keyword
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| !semantic_scores.contains_key(id))
+                .collect();
+            for (vectors, query) in &vector_sets {
+                let vectors = vectors
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                semantic_scores.extend(vectors.scores_of(query, &missing));
+            }
+            fuse_relative(&keyword, &semantic_scores, weights)
+        }
     };
-
     let terms: HashSet<String> = prepared.terms.iter().cloned().collect();
     let mut hits = Vec::with_capacity(request.top_k);
     for (id, score) in ranked {
@@ -301,6 +341,37 @@ pub fn run(
         });
     }
     Ok(hits)
+}
+
+/// Relative score fusion: each candidate (of either list; `cosines` holds every candidate's cosine)
+/// scores `wk·bm25' + ws·cos'` with the weights summing to 1, where `bm25'` is its BM25 score
+/// min-max normalised over the keyword list (0 when that list did not find it) and `cos'` its cosine
+/// min-max normalised over all candidates. Best in both lists scores 1.
+pub fn fuse_relative(
+    keyword: &[(i64, f32)],
+    cosines: &HashMap<i64, f32>,
+    weights: Weights,
+) -> Vec<(i64, f32)> {
+    let total = weights.keyword + weights.semantic;
+    let (wk, ws) = (weights.keyword / total, weights.semantic / total);
+    let normaliser = |values: &mut dyn Iterator<Item = f32>| {
+        let (lo, hi) = values.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        move |v: f32| if hi > lo { (v - lo) / (hi - lo) } else { 1.0 }
+    };
+    let keyword_norm = normaliser(&mut keyword.iter().map(|(_, s)| *s));
+    let cosine_norm = normaliser(&mut cosines.values().copied());
+    let mut fused: HashMap<i64, f32> = cosines
+        .iter()
+        .map(|(id, cos)| (*id, ws * cosine_norm(*cos)))
+        .collect();
+    for (id, bm25) in keyword {
+        *fused.entry(*id).or_insert(0.0) += wk * keyword_norm(*bm25);
+    }
+    let mut out: Vec<(i64, f32)> = fused.into_iter().collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
 }
 
 /// Weighted reciprocal rank fusion of two ranked lists, normalised so that first in both lists is 1.
@@ -343,6 +414,63 @@ mod tests {
         assert_eq!(keyword_only[1].0, 2);
     }
 
+    /// The candidates' rows are looked up by segment id, whatever the number of ready documents.
+    #[test]
+    fn candidate_rows_are_read_by_primary_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tenant.db");
+        let mut conn = Connection::open(&path).expect("open");
+        crate::db::migrate::MigrationSet::tenant()
+            .expect("set")
+            .apply(&mut conn, &path)
+            .expect("migrate");
+        let marks = vec!["?"; 30].join(",");
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", ready_rows_sql(&marks)))
+            .expect("explain");
+        let plan: Vec<String> = stmt
+            .query_map(params_from_iter(1..=30), |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert!(
+            plan.first()
+                .is_some_and(|step| step.contains("SEARCH s USING INTEGER PRIMARY KEY")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn relative_fusion_weighs_normalised_scores_of_every_candidate() {
+        // Keyword finds 1, 2, 3; the vectors give every candidate's cosine (4 only semantically).
+        let keyword = [(1, 12.0), (2, 8.0), (3, 2.0)];
+        let cosines: HashMap<i64, f32> = [(1, 0.30), (2, 0.70), (3, 0.20), (4, 0.60)].into();
+        let fused = fuse_relative(&keyword, &cosines, Weights::default());
+        let score = |id: i64| fused.iter().find(|(i, _)| *i == id).map(|(_, s)| *s);
+        // 1: 0.5·1 + 0.5·0.2 = 0.6; 2: 0.5·0.6 + 0.5·1 = 0.8; 3: 0 + 0; 4: 0 + 0.5·0.8 = 0.4.
+        assert_eq!(
+            fused.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            [2, 1, 4, 3]
+        );
+        for (id, want) in [(1, 0.6), (2, 0.8), (3, 0.0), (4, 0.4)] {
+            assert!(
+                (score(id).unwrap_or(-1.0) - want).abs() < 1e-5,
+                "{id}: {fused:?}"
+            );
+        }
+        let keyword_only = fuse_relative(
+            &keyword,
+            &cosines,
+            Weights {
+                keyword: 2.0,
+                semantic: 0.0,
+            },
+        );
+        assert_eq!(keyword_only[0], (1, 1.0), "weights are normalised");
+        let alone = fuse_relative(&[(7, 3.0)], &[(7, 0.5)].into(), Weights::default());
+        assert_eq!(alone, [(7, 1.0)], "first in both scores 1");
+    }
+
     #[test]
     fn requests_are_validated() {
         let ok = SearchRequest {
@@ -353,6 +481,7 @@ mod tests {
             score_threshold: None,
             document_ids: None,
             weights: None,
+            fusion: Fusion::default(),
         };
         assert!(ok.validate().is_ok());
         for bad in [

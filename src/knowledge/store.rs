@@ -55,6 +55,17 @@ pub fn get_dataset(conn: &Connection, id: &str) -> Result<Dataset, KnowledgeErro
     .ok_or_else(|| KnowledgeError::DatasetNotFound(id.to_string()))
 }
 
+/// The embedding model of a dataset (what a search needs, without the counts `get_dataset` adds).
+pub fn embedding_model_of(conn: &Connection, id: &str) -> Result<String, KnowledgeError> {
+    conn.query_row(
+        "SELECT embedding_model FROM datasets WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| KnowledgeError::DatasetNotFound(id.to_string()))
+}
+
 /// Those of `ids` that name a dataset of this tenant, in the order given.
 pub fn existing_dataset_ids(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached("SELECT 1 FROM datasets WHERE id = ?1")?;

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::top::TopK;
 use super::KnowledgeError;
 
 /// Quantises a vector: its int8 components followed by the f32 scale, little-endian.
@@ -60,6 +61,8 @@ fn dot(a: &[i8], b: &[i8]) -> i32 {
 pub struct DatasetVectors {
     dims: usize,
     segment_ids: Vec<i64>,
+    /// Row of each segment id (for scoring given segments).
+    row_of: HashMap<i64, u32>,
     /// Index into `documents` for each segment.
     document_of: Vec<u32>,
     documents: Vec<String>,
@@ -106,10 +109,29 @@ impl DatasetVectors {
                 i
             }
         };
+        self.row_of
+            .insert(segment_id, self.segment_ids.len() as u32);
         self.segment_ids.push(segment_id);
         self.document_of.push(doc);
         self.data.extend(components.iter().map(|&b| b as i8));
         self.scales.push(scale);
+    }
+
+    /// The similarity to `query` (normalised) of each of `segment_ids` this dataset holds, computed
+    /// exactly as [`Self::search`] does.
+    pub fn scores_of(&self, query: &[f32], segment_ids: &[i64]) -> Vec<(i64, f32)> {
+        if self.dims == 0 || query.len() != self.dims {
+            return Vec::new();
+        }
+        let (q, q_scale) = quantize_query(query);
+        segment_ids
+            .iter()
+            .filter_map(|id| {
+                let row = *self.row_of.get(id)? as usize;
+                let data = self.data.get(row * self.dims..(row + 1) * self.dims)?;
+                Some((*id, dot(&q, data) as f32 * q_scale * self.scales[row]))
+            })
+            .collect()
     }
 
     /// The `top_k` segments most similar to `query` (normalised), optionally only of `documents`.
@@ -125,7 +147,7 @@ impl DatasetVectors {
         let allowed: Option<Vec<bool>> =
             documents.map(|set| self.documents.iter().map(|d| set.contains(d)).collect());
         let (q, q_scale) = quantize_query(query);
-        let mut scored: Vec<Scored> = Vec::with_capacity(self.segment_ids.len());
+        let mut best = TopK::new(top_k);
         for (i, row) in self.data.chunks_exact(self.dims).enumerate() {
             if let Some(allowed) = &allowed {
                 if !allowed[self.document_of[i] as usize] {
@@ -133,18 +155,14 @@ impl DatasetVectors {
                 }
             }
             let score = dot(&q, row) as f32 * q_scale * self.scales[i];
-            scored.push(Scored {
-                segment_id: self.segment_ids[i],
-                score,
-            });
+            if score > best.threshold() {
+                best.offer(self.segment_ids[i], score);
+            }
         }
-        let by_score = |a: &Scored, b: &Scored| b.score.total_cmp(&a.score);
-        if scored.len() > top_k {
-            scored.select_nth_unstable_by(top_k - 1, by_score);
-            scored.truncate(top_k);
-        }
-        scored.sort_by(by_score);
-        scored
+        best.into_sorted()
+            .into_iter()
+            .map(|(segment_id, score)| Scored { segment_id, score })
+            .collect()
     }
 }
 
@@ -289,5 +307,14 @@ mod tests {
             set.search(&[1.0, 0.0], 3, None).is_empty(),
             "wrong dimensions"
         );
+        let listed: Vec<(i64, f32)> = set
+            .search(&q, 4, None)
+            .iter()
+            .map(|s| (s.segment_id, s.score))
+            .collect();
+        let mut asked = set.scores_of(&q, &[4, 2, 99, 1, 3]);
+        assert_eq!(asked.len(), 4, "an unknown segment has no score");
+        asked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        assert_eq!(asked, listed, "the same scores as the search");
     }
 }

@@ -378,6 +378,43 @@ fn documents_are_ingested_searched_and_cited_and_bad_ones_fail_alone() {
             );
         }
     }
+    // Hybrid's default fusion gives every hit its cosine (also those only the keyword list found);
+    // reciprocal rank fusion is there on request; an unknown fusion is refused.
+    let query = "rotate an API key without downtime";
+    let relative = search(
+        &server,
+        "eng",
+        &key,
+        json!({"query": query, "dataset_ids": [dataset], "mode": "hybrid", "top_k": 10}),
+    );
+    let hits = relative["hits"].as_array().expect("hits");
+    assert!(hits.len() > 3, "{relative}");
+    assert!(
+        hits.iter().all(|h| h["semantic_score"].is_number()),
+        "{relative}"
+    );
+    assert!(
+        hits.iter().all(|h| h["score"]
+            .as_f64()
+            .is_some_and(|s| (0.0..=1.0).contains(&s))),
+        "{relative}"
+    );
+    let rrf = search(
+        &server,
+        "eng",
+        &key,
+        json!({"query": query, "dataset_ids": [dataset], "mode": "hybrid", "fusion": "rrf", "top_k": 3}),
+    );
+    assert_eq!(first_filename(&rrf), "page.html", "{rrf}");
+    let reply = server.call_with_key(
+        "POST",
+        "/api/v1/tenants/eng/datasets/search",
+        Some(
+            &json!({"query": query, "dataset_ids": [dataset], "mode": "hybrid", "fusion": "borda"}),
+        ),
+        &key,
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
     // The PDF cites its page.
     let result = search(
         &server,

@@ -218,6 +218,17 @@ test('a knowledge base is created, filled by dropping documents, and searched in
   assert.ok(marks.some((m) => /rotat|api|key/i.test(m)), JSON.stringify(marks));
   assert.match(await page.getByTestId('kb-took').innerText(), /in \d+ ms/);
   await shot(page, 'knowledge-search-en');
+  // The same search fused by reciprocal rank instead of the default relative score.
+  assert.equal(await form.getByLabel('Fusion').inputValue(), 'relative_score');
+  await form.getByLabel('Fusion').selectOption('rrf');
+  const [rrfAnswer] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/datasets/search') && r.request().method() === 'POST'),
+    form.getByRole('button', { name: 'Search' }).click(),
+  ]);
+  assert.equal(JSON.parse(rrfAnswer.request().postData()).fusion, 'rrf');
+  assert.equal(rrfAnswer.status(), 200);
+  assert.equal((await rrfAnswer.json()).hits[0].filename, 'handbook.md');
+  await form.getByLabel('Fusion').selectOption('relative_score');
 
   // Chinese: the Chinese guide first, with Chinese characters marked (code point offsets).
   await form.getByLabel('Query').fill('知识库怎么备份');

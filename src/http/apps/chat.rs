@@ -715,6 +715,7 @@ async fn retrieve(
             score_threshold: app.config.retrieval.score_threshold,
             document_ids: None,
             weights: None,
+            fusion: Default::default(),
         },
     )
     .await?;
