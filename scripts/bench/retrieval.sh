@@ -30,8 +30,8 @@
 # ~/.cache/enclave/bench-results/retrieval-*.json (printed at the end). Run it on an otherwise idle
 # machine: PyTorch's threads suffer badly from other loads (see embeddings.sh).
 #
-# Duration on 2 idle cores (Enclave ingests ~14 segments/s, Chroma ~26/s): 5000 segments ~10 minutes,
-# 100000 about 3 hours.
+# Duration on 2 idle cores (Enclave ingests ~30 segments/s, Chroma ~26/s): 5000 segments ~10 minutes,
+# 100000 about 2 hours.
 #
 # Usage: scripts/bench/retrieval.sh [SEGMENTS, default 100000]   (5000 for a quick check)
 #   ENCLAVE_BENCH_BIN=path/to/bench-test/enclave  uses that build instead of building one
