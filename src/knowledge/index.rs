@@ -404,24 +404,19 @@ fn allowed_docs(
 /// A set of document ids of one index segment.
 struct DocBits {
     words: Vec<u64>,
-    count: usize,
 }
 
 impl DocBits {
     fn new(max_doc: u32) -> DocBits {
         DocBits {
             words: vec![0; (max_doc as usize).div_ceil(64)],
-            count: 0,
         }
     }
 
     fn insert(&mut self, doc: u32) {
         let (word, bit) = ((doc / 64) as usize, doc % 64);
         if let Some(w) = self.words.get_mut(word) {
-            if *w & (1 << bit) == 0 {
-                *w |= 1 << bit;
-                self.count += 1;
-            }
+            *w |= 1 << bit;
         }
     }
 
@@ -438,22 +433,19 @@ impl DocBits {
                 rest &= rest - 1;
                 if !keep(i as u32 * 64 + bit) {
                     *word &= !(1 << bit);
-                    self.count -= 1;
                 }
             }
         }
     }
 
     fn intersect(&mut self, other: &DocBits) {
-        self.count = 0;
         for (i, word) in self.words.iter_mut().enumerate() {
             *word &= other.words.get(i).copied().unwrap_or(0);
-            self.count += word.count_ones() as usize;
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.count == 0
+        self.words.iter().all(|w| *w == 0)
     }
 }
 
