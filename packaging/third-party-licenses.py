@@ -30,6 +30,7 @@ LICENSE_PREFIXES = ("license", "licence", "copying", "notice", "copyright", "unl
 NATIVE = [
     ("SQLite (bundled by libsqlite3-sys)", "blessing (public domain)", "https://sqlite.org/copyright.html"),
     ("zstd (bundled by zstd-sys)", "BSD-3-Clause OR GPL-2.0-only", "https://github.com/facebook/zstd"),
+    ("mimalloc (bundled by libmimalloc-sys)", "MIT", "https://github.com/microsoft/mimalloc"),
     ("GNU C Library (statically linked)", "LGPL-2.1-or-later (with the GCC runtime exception parts)",
      "https://www.gnu.org/software/libc/ — Debian source: apt-get source glibc"),
     ("Rust standard library", "MIT OR Apache-2.0", "https://github.com/rust-lang/rust"),

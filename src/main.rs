@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: every request allocates and frees its futures, headers and
+/// records, and glibc's allocator spent about a tenth of the HTTP workers' time there (its fastbin
+/// consolidation on each larger allocation); see docs/usage.md, "Benchmark".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn cpu_supported() -> Result<(), String> {
     #[cfg(target_arch = "x86_64")]
     {

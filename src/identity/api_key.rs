@@ -85,14 +85,24 @@ pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1)
 /// a trip to the blocking pool per request.
 #[derive(Default)]
 pub struct KeyCache {
-    entries:
-        std::sync::Mutex<std::collections::HashMap<String, (KeyPrincipal, std::time::Instant)>>,
+    entries: std::sync::Mutex<
+        std::collections::HashMap<SecretDigest, (std::sync::Arc<KeyPrincipal>, std::time::Instant)>,
+    >,
+}
+
+/// SHA-256 of a presented secret: the cache's key (raw bytes; no hex string per request).
+type SecretDigest = [u8; 32];
+
+fn secret_digest(secret: &str) -> SecretDigest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, secret.as_bytes()).as_ref());
+    out
 }
 
 impl KeyCache {
     /// The principal of `secret` if authenticated within the TTL and not expired since.
-    pub fn get(&self, secret: &str) -> Option<KeyPrincipal> {
-        let hash = secret_hash(secret);
+    pub fn get(&self, secret: &str) -> Option<std::sync::Arc<KeyPrincipal>> {
+        let hash = secret_digest(secret);
         let entries = self
             .entries
             .lock()
@@ -103,7 +113,7 @@ impl KeyCache {
         (fresh && unexpired).then(|| key.clone())
     }
 
-    pub fn put(&self, secret: &str, key: &KeyPrincipal) {
+    pub fn put(&self, secret: &str, key: &std::sync::Arc<KeyPrincipal>) {
         let mut entries = self
             .entries
             .lock()
@@ -112,7 +122,7 @@ impl KeyCache {
             entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
         }
         entries.insert(
-            secret_hash(secret),
+            secret_digest(secret),
             (key.clone(), std::time::Instant::now()),
         );
     }

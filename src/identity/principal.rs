@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -206,7 +207,8 @@ impl FromRequest for SystemAdmin {
 #[derive(Debug, Clone)]
 pub enum Caller {
     User(CurrentUser),
-    Key(KeyPrincipal),
+    /// Shared with the key cache: a request does not copy the key's record.
+    Key(Arc<KeyPrincipal>),
 }
 
 impl Caller {
@@ -241,7 +243,7 @@ impl FromRequest for Caller {
                     let system = state.system.clone();
                     let cache = state.key_cache.clone();
                     let key = run_blocking(move || {
-                        let key = api_key::authenticate(&system, &secret)?;
+                        let key = Arc::new(api_key::authenticate(&system, &secret)?);
                         cache.put(&secret, &key);
                         Ok::<_, IdentityError>(key)
                     })

@@ -36,9 +36,20 @@ use crate::state::AppState;
 /// a key belongs to one tenant).
 pub const TENANT_HEADER: &str = "enclave-tenant";
 
-/// The tenant a request acts on, with its open database and the caller's role in it.
+/// The tenant a request acts on, with its open database and the caller's role in it. Cheap to clone:
+/// the middleware, the usage gate and the handler's extractor share one resolution.
 #[derive(Clone)]
-pub struct TenantCtx {
+pub struct TenantCtx(Arc<ResolvedTenant>);
+
+impl std::ops::Deref for TenantCtx {
+    type Target = ResolvedTenant;
+    fn deref(&self) -> &ResolvedTenant {
+        &self.0
+    }
+}
+
+/// What a [`TenantCtx`] holds (reached through it).
+pub struct ResolvedTenant {
     pub record: TenantRecord,
     pub caller: Caller,
     pub role: Role,
@@ -235,13 +246,13 @@ impl TenantCtx {
                 Some(found) => found,
                 None => run_blocking(move || registry.get(&id)).await?,
             };
-            Ok(TenantCtx {
+            Ok(TenantCtx(Arc::new(ResolvedTenant {
                 record,
                 caller,
                 role,
                 tenant,
                 rest_api: in_path.is_some(),
-            })
+            })))
         })
     }
 }
