@@ -10,7 +10,7 @@
 #
 # Usage: scripts/bench/metering.sh [SECONDS per run, default 10] [ROUNDS, default 3]
 # CONNECTIONS (environment, default 32): wrk's open connections, the same for every route. A metered
-# answer waits for a group commit (an fsync), so with few connections the metered route is bound by
+# answer waits for a group commit (an fdatasync), so with few connections the metered route is bound by
 # that wait as much as by CPU; more connections put more requests in each commit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
