@@ -182,7 +182,7 @@ fn now_unix() -> i64 {
 }
 
 fn secret_hash(secret: &str) -> String {
-    hex::encode(digest::digest(&digest::SHA256, secret.as_bytes()))
+    hex::encode(secret_digest(secret))
 }
 
 /// Whether `scope` is an app key's scope: `app:` and an app id (1–64 of `[0-9a-z]`).
