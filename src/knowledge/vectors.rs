@@ -56,6 +56,11 @@ fn dot(a: &[i8], b: &[i8]) -> i32 {
         .sum()
 }
 
+/// Cosine of a quantised query (`q`, `q_scale`) and one stored row (`row`, `scale`).
+fn similarity(q: &[i8], q_scale: f32, row: &[i8], scale: f32) -> f32 {
+    dot(q, row) as f32 * q_scale * scale
+}
+
 /// The vectors of one dataset's ready documents.
 #[derive(Default)]
 pub struct DatasetVectors {
@@ -129,7 +134,7 @@ impl DatasetVectors {
             .filter_map(|id| {
                 let row = *self.row_of.get(id)? as usize;
                 let data = self.data.get(row * self.dims..(row + 1) * self.dims)?;
-                Some((*id, dot(&q, data) as f32 * q_scale * self.scales[row]))
+                Some((*id, similarity(&q, q_scale, data, self.scales[row])))
             })
             .collect()
     }
@@ -154,7 +159,7 @@ impl DatasetVectors {
                     continue;
                 }
             }
-            let score = dot(&q, row) as f32 * q_scale * self.scales[i];
+            let score = similarity(&q, q_scale, row, self.scales[i]);
             if score > best.threshold() {
                 best.offer(self.segment_ids[i], score);
             }
