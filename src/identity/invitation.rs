@@ -2,7 +2,6 @@
 //! is a single-use link with an expiry (no mail server needed: the link is shown to copy and send). The
 //! invited person, signed in with the matching account, accepts it and becomes a member.
 
-use ring::digest;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -38,10 +37,6 @@ pub struct IssuedInvitation {
 
 fn now_unix() -> i64 {
     crate::time_util::now_utc().unix_timestamp()
-}
-
-fn token_hash(token: &str) -> String {
-    hex::encode(digest::digest(&digest::SHA256, token.as_bytes()))
 }
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Invitation> {
@@ -107,7 +102,7 @@ pub fn create(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             rusqlite::params![
                 id,
-                token_hash(&token),
+                super::session::token_hash(&token),
                 tenant_id,
                 invitee,
                 role.as_str(),
@@ -174,7 +169,7 @@ pub fn accept(
     actor: &Actor,
     plan: &crate::license::Evaluation,
 ) -> Result<Invitation, IdentityError> {
-    let hash = token_hash(token.trim());
+    let hash = super::session::token_hash(token.trim());
     system.db.write(|tx| {
         let inv = tx
             .query_row(
