@@ -2,7 +2,8 @@
 //! graceful shutdown.
 //!
 //! Start-up order: lock the data directory (one server per directory) → migrate `system.db` → record
-//! the start → migrate every tenant database → bind → mark ready → notify systemd. Shutdown, on the
+//! the start → migrate every tenant database → settle the usage meter's bounds left by a previous
+//! run (`usage::allowance::recover`) → bind → mark ready → notify systemd. Shutdown, on the
 //! future passed to [`serve`] (SIGTERM/SIGINT in production): mark not ready (`/readyz` answers 503),
 //! stop accepting, let in-flight requests finish within `shutdown_timeout_secs`, then checkpoint and
 //! close every database.
@@ -137,6 +138,26 @@ pub fn prepare(config: Config) -> Result<(AppState, DataDirLock), StartupError> 
         }
     }
     let system = Arc::new(SystemDb::open(&data_dir, &options)?);
+    // Before any tenant is served and before the meter starts: settle the usage bounds a previous
+    // run left (exact after a process crash; raised after a machine restart, see `usage::allowance`).
+    for record in system.list_tenants()? {
+        // Ids that do not parse were skipped by the upgrade too, with a warning.
+        let Ok(id) = crate::tenancy::TenantId::parse(&record.id) else {
+            continue;
+        };
+        let path = crate::tenancy::tenant_db_path(&data_dir, &id);
+        let mut conn = crate::db::open_connection(
+            &path,
+            crate::db::OpenMode::MustExist,
+            options.busy_timeout,
+        )?;
+        let recovered =
+            crate::usage::allowance::recover(&mut conn).map_err(|e| DbError::classify(&path, e))?;
+        for (day, principal, metric, by) in &recovered.raised {
+            tracing::warn!(tenant = %id, day, principal, metric, raised_by = by,
+                "the machine restarted while usage was counted: count raised to its bound on the disk");
+        }
+    }
     let instance = system.record_start()?;
     if let Some(password) = crate::identity::bootstrap_admin(&system)? {
         let notice = crate::identity::write_bootstrap_notice(&data_dir, &password)?;

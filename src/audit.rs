@@ -71,6 +71,17 @@ impl Actor {
         }
     }
 
+    /// The server itself while it starts, before it serves anyone.
+    pub fn startup() -> Actor {
+        Actor {
+            kind: "system",
+            name: "startup".into(),
+            ip: "local".into(),
+            user_agent: String::new(),
+            request_id: String::new(),
+        }
+    }
+
     /// The command line on the server itself.
     pub fn cli() -> Actor {
         Actor {

@@ -225,7 +225,7 @@ fn snapshot_database(source: &Path, target: &Path) -> Result<(u32, String), Back
     let at = crate::time_util::now_rfc3339();
     conn.backup(rusqlite::MAIN_DB, target, None)?;
     drop(conn);
-    let copy = rusqlite::Connection::open(target)?;
+    let mut copy = rusqlite::Connection::open(target)?;
     let check: String = copy.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if check != "ok" {
         return Err(BackupError::Damaged(format!(
@@ -234,6 +234,17 @@ fn snapshot_database(source: &Path, target: &Path) -> Result<(u32, String), Back
         )));
     }
     let version: u32 = copy.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // The usage meter's bounds (`usage::allowance`) are settled in the copy as at start-up: a copy of a
+    // live tenant database keeps its exact counts, one taken after a machine restart gets the raise; a
+    // restored copy never carries bounds.
+    let has_bounds: bool = copy.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'usage_allowance'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_bounds {
+        crate::usage::allowance::recover(&mut copy)?;
+    }
     copy.execute_batch("PRAGMA journal_mode = DELETE")?;
     Ok((version, at))
 }
@@ -848,6 +859,50 @@ pub fn list(dir: &Path) -> Result<Vec<Listed>, BackupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_settles_the_meters_bounds_and_leaves_the_original_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = dir.path().join("tenant.db");
+        let mut conn = crate::db::open_connection(
+            &source,
+            crate::db::OpenMode::CreateIfMissing,
+            std::time::Duration::from_secs(5),
+        )
+        .expect("open");
+        crate::db::migrate::MigrationSet::tenant()
+            .expect("set")
+            .apply(&mut conn, &source)
+            .expect("migrate");
+        // Bounds left behind by a server that ran before the machine restarted, not yet started again.
+        conn.execute_batch(
+            "INSERT INTO tenant_meta (id, tenant_id, created_at) VALUES (1, 'acme', '2026-11-01T00:00:00Z');
+             INSERT INTO usage_daily VALUES ('2026-11-26', 'key:a', 'api_requests', 100);
+             INSERT INTO usage_allowance VALUES ('2026-11-26', 'key:a', 'api_requests', 140, 'an-earlier-boot');",
+        )
+        .expect("seed");
+        let target = dir.path().join("copy.db");
+        snapshot_database(&source, &target).expect("snapshot");
+        let read = |path: &Path| -> (i64, i64) {
+            let c = rusqlite::Connection::open(path).expect("open");
+            (
+                c.query_row("SELECT quantity FROM usage_daily", [], |r| r.get(0))
+                    .expect("count"),
+                c.query_row("SELECT count(*) FROM usage_allowance", [], |r| r.get(0))
+                    .expect("bounds"),
+            )
+        };
+        assert_eq!(
+            read(&target),
+            (140, 0),
+            "the copy is raised and carries no bound"
+        );
+        assert_eq!(
+            read(&source),
+            (100, 1),
+            "the original waits for the server's start-up"
+        );
+    }
 
     #[test]
     fn backup_paths_cannot_leave_the_restore_directory() {

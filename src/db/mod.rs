@@ -2,7 +2,8 @@
 //!
 //! Every database Enclave opens (`system.db` and each `tenants/<id>/tenant.db`) is a [`Database`]:
 //! - WAL journal mode (set once, persistent in the file), `synchronous=FULL` (a commit survives power
-//!   loss: usage and audit data live here), `foreign_keys=ON` and `busy_timeout` on every connection.
+//!   loss: usage and audit data live here; the meter's [`Database::write_unsynced`] is the one exception,
+//!   made safe by `usage::allowance`), `foreign_keys=ON` and `busy_timeout` on every connection.
 //! - Reads go through an r2d2 pool. Writes go through [`Database::write`], which takes the database's
 //!   writer mutex and runs the closure in a `BEGIN IMMEDIATE` transaction, so writers queue in-process
 //!   instead of spinning on `SQLITE_BUSY`, and a read-then-write never fails half-way on a lock upgrade.
@@ -43,6 +44,8 @@ pub enum DbError {
     Full(String),
     #[error("no database connection became free in time: {0}")]
     PoolTimeout(String),
+    #[error("database {path} could not be flushed to the disk: {detail}")]
+    Sync { path: PathBuf, detail: String },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -237,6 +240,7 @@ impl Database {
     }
 
     /// Runs `work` in a `BEGIN IMMEDIATE` transaction, committed if it returns `Ok`, rolled back otherwise.
+    /// The commit returns once it is on the disk (`synchronous=FULL`).
     pub fn write<T, E>(&self, work: impl FnOnce(&Transaction) -> Result<T, E>) -> Result<T, E>
     where
         E: From<DbError>,
@@ -252,6 +256,57 @@ impl Database {
         let value = work(&tx)?;
         tx.commit().map_err(|e| self.fail(e))?;
         Ok(value)
+    }
+
+    /// Like [`Database::write`], but the commit does not wait for the disk (`synchronous=NORMAL` for
+    /// this one transaction): it survives a crash of the process at once, and a crash of the machine
+    /// only after the next [`Database::sync_wal`] (or any later `FULL` commit). Only the usage meter
+    /// uses this, under the rule in `usage::allowance`.
+    pub fn write_unsynced<T, E>(
+        &self,
+        work: impl FnOnce(&Transaction) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut conn = self.connection()?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(|e| self.fail(e))?;
+        let outcome = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => match work(&tx) {
+                Ok(value) => tx.commit().map(|()| value).map_err(|e| self.fail(e).into()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(self.fail(e).into()),
+        };
+        // The connection goes back to the pool: back to the house setting whatever happened.
+        if let Err(e) = conn.execute_batch("PRAGMA synchronous = FULL") {
+            tracing::error!(db = %self.path.display(), error = %e, "could not restore synchronous=FULL");
+            return Err(self.fail(e).into());
+        }
+        outcome
+    }
+
+    /// Puts every committed transaction on the disk: `fdatasync` of the write-ahead log, or of the
+    /// database file when SQLite has checkpointed the log into it and removed it.
+    pub fn sync_wal(&self) -> Result<(), DbError> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let file = match std::fs::File::open(&wal) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(&self.path),
+            opened => opened,
+        };
+        file.and_then(|f| f.sync_data()).map_err(|e| {
+            crate::metrics::global().db_error();
+            DbError::Sync {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            }
+        })
     }
 
     /// Classifies and counts a failure.

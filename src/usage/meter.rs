@@ -5,7 +5,9 @@
 //! queued up while the previous batch was being committed (at most [`MAX_BATCH`]), adds them to `usage_daily` of each tenant
 //! in one transaction per tenant, and only then answers each event's sender. A metered request awaits
 //! that answer before it sends its 2xx, so every acknowledged request is counted even after `kill -9`;
-//! if the commit fails the request fails too.
+//! if the commit fails the request fails too. Against power loss, a batch is flushed to the disk before
+//! it is answered unless every count it touched is within a bound already on the disk
+//! ([`super::allowance`]).
 //!
 //! Quotas need "used so far this month" on every metered request. The writer thread is the only
 //! writer of usage, so it also keeps the month totals in memory: it loads a `(tenant, month, metric)`
@@ -23,6 +25,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use time::OffsetDateTime;
 
+use super::allowance::{self, Allowances, Cover};
 use super::Metric;
 use crate::db::DbError;
 use crate::error::{Code, ErrorCode};
@@ -333,7 +336,22 @@ impl Meter {
 }
 
 fn write_loop(receiver: &mpsc::Receiver<Command>, totals: &Mutex<Totals>) {
-    while let Ok(first) = receiver.recv() {
+    let mut allowances = Allowances::default();
+    loop {
+        // While bounds are out, a quiet second settles them (see `allowance`).
+        let first = if allowances.is_empty() {
+            receiver.recv().map_err(|_| ())
+        } else {
+            match receiver.recv_timeout(allowance::SETTLE_AFTER) {
+                Ok(command) => Ok(command),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    allowances.settle();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+            }
+        };
+        let Ok(first) = first else { break };
         // Group commit without a fixed wait: take everything that queued up while the previous batch
         // was committing. Under load batches grow by themselves; an idle server commits at once.
         // (Waiting a little longer for requests about to finish was measured: no gain.)
@@ -347,6 +365,19 @@ fn write_loop(receiver: &mpsc::Receiver<Command>, totals: &Mutex<Totals>) {
         // One transaction per open tenant database (by handle, not by id: a tenant deleted and created
         // again under the same id is another database).
         let mut by_tenant: HashMap<*const TenantDb, Vec<Event>> = HashMap::new();
+        let mut newest_day: Option<&str> = None;
+        for command in &batch {
+            if let Command::Record(event) = command {
+                if newest_day.is_none_or(|d| d < event.day.as_str()) {
+                    newest_day = Some(event.day.as_str());
+                }
+            }
+        }
+        // A new UTC day settles every bound once this batch is in (yesterday's counts are then exact
+        // on the disk, whatever today's load).
+        let new_day = newest_day
+            .map(str::to_string)
+            .is_some_and(|day| allowances.day_changes_to(&day));
         for command in batch {
             match command {
                 Command::Record(event) => by_tenant
@@ -359,9 +390,13 @@ fn write_loop(receiver: &mpsc::Receiver<Command>, totals: &Mutex<Totals>) {
             }
         }
         for (_, events) in by_tenant {
-            commit_tenant(totals, events);
+            commit_tenant(totals, &mut allowances, events);
+        }
+        if new_day {
+            allowances.settle();
         }
     }
+    allowances.settle();
     tracing::info!("usage meter stopped; every recorded event is committed");
 }
 
@@ -394,38 +429,72 @@ fn load(tenant: &TenantDb, totals: &Mutex<Totals>, key: &TotalKey) -> Result<(),
 }
 
 /// Commits one tenant's events in one transaction, then updates the totals and answers the senders.
-fn commit_tenant(totals: &Mutex<Totals>, events: Vec<Event>) {
+///
+/// The transaction does not wait for the disk; before anyone is answered, every count it touched is
+/// either within its durable bound or the log is flushed (the rule in [`allowance`]).
+fn commit_tenant(totals: &Mutex<Totals>, allowances: &mut Allowances, events: Vec<Event>) {
     let Some(tenant) = events.first().map(|e| e.tenant.clone()) else {
         return;
     };
-    let result = {
-        tenant
-            .db()
-            .write(|tx| {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO usage_daily (day, principal, metric, quantity) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (day, principal, metric) DO UPDATE SET quantity = quantity + excluded.quantity",
-                )?;
-                // One upsert per (day, principal, metric) of the batch, not per event.
-                let mut sums: HashMap<(&str, &str, Metric), u64> = HashMap::new();
-                for e in events.iter().filter(|e| e.quantity > 0) {
-                    let sum = sums
-                        .entry((e.day.as_str(), e.principal.as_str(), e.metric))
-                        .or_insert(0);
-                    *sum = sum.saturating_add(e.quantity);
+    // One upsert per (day, principal, metric) of the batch, not per event.
+    let mut sums: HashMap<(&str, &str, Metric), u64> = HashMap::new();
+    for e in events.iter().filter(|e| e.quantity > 0) {
+        let sum = sums
+            .entry((e.day.as_str(), e.principal.as_str(), e.metric))
+            .or_insert(0);
+        *sum = sum.saturating_add(e.quantity);
+    }
+    let mut raised = Vec::new();
+    let committed = tenant.db().write_unsynced(|tx| {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO usage_daily (day, principal, metric, quantity) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (day, principal, metric) DO UPDATE SET quantity = quantity + excluded.quantity
+             RETURNING quantity",
+        )?;
+        let mut flush = false;
+        for (&(day, principal, metric), &quantity) in &sums {
+            let total: i64 = stmt.query_row(
+                rusqlite::params![
+                    day,
+                    principal,
+                    metric.as_str(),
+                    i64::try_from(quantity).unwrap_or(i64::MAX)
+                ],
+                |r| r.get(0),
+            )?;
+            let total = u64::try_from(total).unwrap_or(0);
+            match allowances.cover(&tenant, day, principal, metric, total, quantity) {
+                Cover::Covered => {}
+                Cover::Flush => flush = true,
+                Cover::Raise { through, chunk } => {
+                    allowance::write_bound(tx, day, principal, metric, through)?;
+                    raised.push((
+                        day.to_string(),
+                        principal.to_string(),
+                        metric,
+                        through,
+                        chunk,
+                    ));
+                    flush = true;
                 }
-                for ((day, principal, metric), quantity) in sums {
-                    stmt.execute(rusqlite::params![
-                        day,
-                        principal,
-                        metric.as_str(),
-                        i64::try_from(quantity).unwrap_or(i64::MAX)
-                    ])?;
-                }
-                Ok::<_, DbError>(())
-            })
-            .map_err(|e| MeterError::Storage(e.to_string()))
-    };
+            }
+        }
+        Ok::<_, DbError>(flush)
+    });
+    // Committed counts are in the database (and in the totals) even if the flush then fails; the
+    // senders are answered with the failure, so nothing not on the disk is acknowledged.
+    let in_database = committed.is_ok();
+    let result = committed
+        .and_then(|flush| {
+            if flush {
+                tenant.db().sync_wal()?;
+            }
+            Ok(())
+        })
+        .map_err(|e| MeterError::Storage(e.to_string()));
+    if result.is_ok() {
+        allowances.raised(&tenant, raised);
+    }
     {
         let mut t = totals
             .lock()
@@ -437,7 +506,7 @@ fn commit_tenant(totals: &Mutex<Totals>, events: Vec<Event>) {
                 e.metric,
             );
             t.unreserve(&key, e.settles);
-            if result.is_ok() {
+            if in_database {
                 if let Some(committed) = t.committed.get_mut(&key) {
                     *committed = committed.saturating_add(e.quantity);
                 }

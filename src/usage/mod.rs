@@ -5,6 +5,7 @@
 //! are sums of days. The effective monthly quota of a metric is the tenant's own setting (set by its
 //! admins) capped by the licence's limit; either may be absent (unlimited).
 
+pub mod allowance;
 pub mod gate;
 pub mod meter;
 pub mod rate_limit;
@@ -61,6 +62,17 @@ impl Metric {
 
     pub fn parse(name: &str) -> Option<Metric> {
         Metric::ALL.iter().copied().find(|m| m.as_str() == name)
+    }
+
+    /// The largest durable allowance of this metric (see [`allowance`]): how far a busy principal's day
+    /// count may run ahead of the last disk flush, and so how much a power loss can over-count it.
+    /// Only API requests, the one metric counted on every call, have one; every other metric's
+    /// batches are flushed before they are acknowledged.
+    pub fn allowance_cap(self) -> u64 {
+        match self {
+            Metric::ApiRequests => 256,
+            _ => 0,
+        }
     }
 
     /// The licence's monthly limit for this metric (`chat_tokens` covers input and output together;

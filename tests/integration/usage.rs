@@ -221,66 +221,105 @@ fn quota_refuses_one_over_the_limit_alerts_and_resets_with_the_month() {
     assert_eq!(quantities, [5, 2], "{months}");
 }
 
-#[test]
-fn kill_9_under_load_loses_no_acknowledged_request() {
-    let server = Server::start();
-    server.create_tenant("acme");
-    let (_, key) = server.create_key("acme", &["read"]);
-    let url = server.url("/api/v1/tenants/acme");
-    let acknowledged = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, key, acknowledged, stop) =
-                (url.clone(), key.clone(), acknowledged.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(5)))
-                    .build()
-                    .into();
-                while !stop.load(Ordering::SeqCst) {
-                    let reply = agent
-                        .get(&url)
-                        .header("authorization", &format!("Bearer {key}"))
-                        .call();
-                    match reply {
-                        Ok(r) if r.status().is_success() => {
-                            acknowledged.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Ok(_) => {}
-                        Err(_) => break, // the server is gone
-                    }
-                }
-            })
-        })
-        .collect();
-    let started = Instant::now();
-    while acknowledged.load(Ordering::SeqCst) < 300 && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Kill while the load is running: no flush, no graceful anything.
-    signal(server.pid(), nix::sys::signal::Signal::SIGKILL);
-    stop.store(true, Ordering::SeqCst);
-    for w in workers {
-        let _ = w.join();
-    }
-    let acked = acknowledged.load(Ordering::SeqCst);
-    assert!(acked >= 300, "load ran: {acked}");
+/// Four clients calling the metered `url` with `key` until `stop`, counting the 2xx they saw.
+struct Load {
+    acknowledged: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
 
+impl Load {
+    fn start(url: &str, key: &str) -> Load {
+        let acknowledged = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..4)
+            .map(|_| {
+                let (url, key, acknowledged, stop) = (
+                    url.to_string(),
+                    key.to_string(),
+                    acknowledged.clone(),
+                    stop.clone(),
+                );
+                std::thread::spawn(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .timeout_global(Some(Duration::from_secs(5)))
+                        .build()
+                        .into();
+                    while !stop.load(Ordering::SeqCst) {
+                        let reply = agent
+                            .get(&url)
+                            .header("authorization", &format!("Bearer {key}"))
+                            .call();
+                        match reply {
+                            Ok(r) if r.status().is_success() => {
+                                acknowledged.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(_) => {}
+                            Err(_) => break, // the server is gone
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            acknowledged,
+            stop,
+            workers,
+        }
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `at_least` requests were acknowledged (10 s at most).
+    fn wait_for(&self, at_least: u64) {
+        let started = Instant::now();
+        while self.acknowledged() < at_least && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the clients (each finishes the call it is in) and returns the 2xx count.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.workers {
+            let _ = w.join();
+        }
+        self.acknowledged.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts a server killed with SIGKILL again on the same data directory.
+fn restart_killed(server: Server) -> Server {
     let mut server = server;
     let _ = wait_timeout(&mut server.child, Duration::from_secs(10));
     let cwd = std::mem::replace(&mut server.cwd, tempfile::tempdir().expect("tempdir"));
     drop(server);
     let data_dir = cwd.path().join("data");
-    let restarted = Server::spawn(
+    Server::spawn(
         cwd,
         data_dir,
         Options {
             enterprise_license: false,
             ..Options::default()
         },
-    );
+    )
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_request() {
+    let server = Server::start();
+    server.create_tenant("acme");
+    let (_, key) = server.create_key("acme", &["read"]);
+    let load = Load::start(&server.url("/api/v1/tenants/acme"), &key);
+    load.wait_for(300);
+    // Kill while the load is running: no flush, no graceful anything.
+    signal(server.pid(), nix::sys::signal::Signal::SIGKILL);
+    let acked = load.stop();
+    assert!(acked >= 300, "load ran: {acked}");
+    let restarted = restart_killed(server);
     let counted = api_requests_this_month(&restarted, "acme");
     // Every 2xx the clients saw is counted; at most the requests in flight at the kill (one per
     // worker) were counted without their answer arriving.
@@ -296,6 +335,113 @@ fn kill_9_under_load_loses_no_acknowledged_request() {
     assert!(
         counted <= acked + 4,
         "counted {counted} for {acked} acknowledged"
+    );
+}
+
+/// The tenant's usage database, read directly (the server keeps it in WAL mode; readers do not block it).
+fn usage_db(server: &Server) -> rusqlite::Connection {
+    rusqlite::Connection::open(server.data_dir.join("tenants/acme/tenant.db")).expect("tenant db")
+}
+
+/// Every `api_requests` count with its bound on the disk, if it has one.
+fn counts_and_bounds(conn: &rusqlite::Connection) -> Vec<(i64, Option<i64>)> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT d.quantity, a.through FROM usage_daily d
+             LEFT JOIN usage_allowance a USING (day, principal, metric)
+             WHERE d.metric = 'api_requests'",
+        )
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query");
+    rows.collect::<Result<_, _>>().expect("rows")
+}
+
+/// Busy counts are acknowledged before the disk has them, but never beyond a bound the disk has:
+/// under load every count is within its bound; a quiet second settles the bounds (exact counts, none
+/// left); and when the machine, not only the process, went down (simulated: the bounds are marked as
+/// written in an earlier boot), start-up raises each count to its bound, so none of the acknowledged
+/// requests is lost, and says so in the tenant's audit log.
+#[test]
+fn usage_runs_ahead_of_the_disk_only_within_a_bound_the_disk_has() {
+    let server = Server::start();
+    server.create_tenant("acme");
+    let (_, key) = server.create_key("acme", &["read"]);
+    let url = server.url("/api/v1/tenants/acme");
+
+    let load = Load::start(&url, &key);
+    let mut bounded = 0;
+    let started = Instant::now();
+    while (load.acknowledged() < 400 || bounded == 0) && started.elapsed() < Duration::from_secs(15)
+    {
+        let conn = usage_db(&server);
+        for (count, bound) in counts_and_bounds(&conn) {
+            if let Some(bound) = bound {
+                assert!(count <= bound, "count {count} beyond its bound {bound}");
+                bounded += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let acked = load.stop();
+    assert!(bounded > 0, "no bound seen under load ({acked} requests)");
+    let settled = Instant::now();
+    let remaining = |server: &Server| -> i64 {
+        usage_db(server)
+            .query_row("SELECT count(*) FROM usage_allowance", [], |r| r.get(0))
+            .expect("bounds")
+    };
+    while remaining(&server) > 0 && settled.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(remaining(&server), 0, "bounds left after a quiet second");
+    assert_eq!(api_requests_this_month(&server, "acme"), acked);
+
+    // Load again, then the machine "loses power": kill -9, and the bounds left on the disk are marked
+    // as written during an earlier boot of the operating system.
+    let load = Load::start(&url, &key);
+    let started = Instant::now();
+    while (load.acknowledged() < 300 || remaining(&server) == 0)
+        && started.elapsed() < Duration::from_secs(15)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(server.pid(), nix::sys::signal::Signal::SIGKILL);
+    let acked = acked + load.stop();
+    let mut server = server;
+    let _ = wait_timeout(&mut server.child, Duration::from_secs(10));
+    let (counted, bound) = {
+        let conn = usage_db(&server);
+        conn.execute("UPDATE usage_allowance SET boot_id = 'an-earlier-boot'", [])
+            .expect("earlier boot");
+        let rows = counts_and_bounds(&conn);
+        assert_eq!(rows.len(), 1, "one key, one day: {rows:?}");
+        (rows[0].0, rows[0].1.expect("a bound was left by the kill"))
+    };
+    assert!(bound >= counted, "bound {bound} below count {counted}");
+    let restarted = restart_killed(server);
+    let after = api_requests_this_month(&restarted, "acme");
+    println!("acknowledged {acked}, counted at the kill {counted}, bound {bound}, counted after start-up {after}");
+    assert_eq!(after, u64::try_from(bound).expect("bound"));
+    assert!(
+        after >= acked,
+        "lost {} acknowledged requests",
+        acked - after
+    );
+    assert!(
+        after <= acked + 4 + 256,
+        "over-counted by more than one chunk: {after} for {acked}"
+    );
+    assert_eq!(remaining(&restarted), 0);
+    let audit = restarted
+        .get("/api/v1/tenants/acme/audit?action=usage.recovered_after_restart")
+        .json();
+    let entries = audit["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(
+        entries[0]["detail"]["counts"][0]["raised_by"].as_i64(),
+        Some(bound - counted)
     );
 }
 
