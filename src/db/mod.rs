@@ -133,6 +133,15 @@ fn configure_connection(conn: &Connection, busy_timeout: Duration) -> rusqlite::
     )
 }
 
+/// When a write transaction's commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// Before the commit returns (`synchronous=FULL`, the house setting).
+    OnCommit,
+    /// At the next `fdatasync` of the log ([`Database::sync_wal`] or a later `FULL` commit).
+    Later,
+}
+
 /// Whether to create the file when it does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -245,17 +254,7 @@ impl Database {
     where
         E: From<DbError>,
     {
-        let _writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut conn = self.connection()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.fail(e))?;
-        let value = work(&tx)?;
-        tx.commit().map_err(|e| self.fail(e))?;
-        Ok(value)
+        self.write_with(Flush::OnCommit, work)
     }
 
     /// Like [`Database::write`], but the commit does not wait for the disk (`synchronous=NORMAL` for
@@ -269,13 +268,26 @@ impl Database {
     where
         E: From<DbError>,
     {
+        self.write_with(Flush::Later, work)
+    }
+
+    fn write_with<T, E>(
+        &self,
+        flush: Flush,
+        work: impl FnOnce(&Transaction) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
         let _writer = self
             .writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut conn = self.connection()?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL")
-            .map_err(|e| self.fail(e))?;
+        if flush == Flush::Later {
+            conn.execute_batch("PRAGMA synchronous = NORMAL")
+                .map_err(|e| self.fail(e))?;
+        }
         let outcome = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => match work(&tx) {
                 Ok(value) => tx.commit().map(|()| value).map_err(|e| self.fail(e).into()),
@@ -284,9 +296,11 @@ impl Database {
             Err(e) => Err(self.fail(e).into()),
         };
         // The connection goes back to the pool: back to the house setting whatever happened.
-        if let Err(e) = conn.execute_batch("PRAGMA synchronous = FULL") {
-            tracing::error!(db = %self.path.display(), error = %e, "could not restore synchronous=FULL");
-            return Err(self.fail(e).into());
+        if flush == Flush::Later {
+            if let Err(e) = conn.execute_batch("PRAGMA synchronous = FULL") {
+                tracing::error!(db = %self.path.display(), error = %e, "could not restore synchronous=FULL");
+                return Err(self.fail(e).into());
+            }
         }
         outcome
     }

@@ -135,7 +135,7 @@ impl Allowances {
         }
     }
 
-    /// Notes the day of a batch's newest event; true when it starts a new UTC day (settle first).
+    /// Notes the day of a batch's newest event; true when it starts a new UTC day (settle after it).
     pub fn day_changes_to(&mut self, day: &str) -> bool {
         if self.day.as_str() >= day {
             return false;
