@@ -62,31 +62,24 @@ impl Actor {
 
     /// The server's own scheduled jobs.
     pub fn scheduler() -> Actor {
-        Actor {
-            kind: "system",
-            name: "scheduler".into(),
-            ip: "local".into(),
-            user_agent: String::new(),
-            request_id: String::new(),
-        }
+        Actor::server_itself("scheduler")
     }
 
     /// The server itself while it starts, before it serves anyone.
     pub fn startup() -> Actor {
-        Actor {
-            kind: "system",
-            name: "startup".into(),
-            ip: "local".into(),
-            user_agent: String::new(),
-            request_id: String::new(),
-        }
+        Actor::server_itself("startup")
     }
 
     /// The command line on the server itself.
     pub fn cli() -> Actor {
+        Actor::server_itself("cli")
+    }
+
+    /// A `system` actor acting locally, named for what part of the server acted.
+    fn server_itself(name: &str) -> Actor {
         Actor {
             kind: "system",
-            name: "cli".into(),
+            name: name.into(),
             ip: "local".into(),
             user_agent: String::new(),
             request_id: String::new(),

@@ -375,9 +375,7 @@ fn write_loop(receiver: &mpsc::Receiver<Command>, totals: &Mutex<Totals>) {
         }
         // A new UTC day settles every bound once this batch is in (yesterday's counts are then exact
         // on the disk, whatever today's load).
-        let new_day = newest_day
-            .map(str::to_string)
-            .is_some_and(|day| allowances.day_changes_to(&day));
+        let new_day = newest_day.is_some_and(|day| allowances.day_changes_to(day));
         for command in batch {
             match command {
                 Command::Record(event) => by_tenant
